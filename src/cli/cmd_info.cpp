@@ -1,0 +1,30 @@
+// `cllm info`: what this build and this CPU offer, and what would be used.
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <thread>
+
+#include "cli/commands.h"
+#include "kernels/kernels.h"
+
+namespace cllm::cli {
+
+void add_info_command(CLI::App& app) {
+  CLI::App* cmd = app.add_subcommand("info", "Print CPU features, compiled SIMD targets and the one chosen");
+  cmd->callback([] {
+    namespace k = cllm::kernels;
+    std::printf("cllm 0.1.0\n");
+    std::printf("hardware threads : %u\n", std::thread::hardware_concurrency());
+    std::printf("cpu features     : %s\n", k::cpu_features().c_str());
+    std::string compiled, usable;
+    for (k::Target t : k::compiled_targets()) compiled += std::string(k::target_name(t)) + " ";
+    for (k::Target t : k::usable_targets()) usable += std::string(k::target_name(t)) + " ";
+    std::printf("compiled targets : %s\n", compiled.c_str());
+    std::printf("usable targets   : %s\n", usable.c_str());
+    const char* env = std::getenv("CLLM_SIMD");
+    std::printf("CLLM_SIMD        : %s\n", env ? env : "(unset, auto)");
+    std::printf("chosen target    : %s\n", std::string(k::target_name(k::active().target)).c_str());
+  });
+}
+
+}  // namespace cllm::cli

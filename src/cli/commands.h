@@ -1,0 +1,13 @@
+// Each subcommand registers itself on the CLI11 app (or on `bench`) and sets
+// its own callback. A callback reports bad input by throwing
+// cllm::UsageError or std::runtime_error; main() prints it and exits non-zero.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace cllm::cli {
+
+void add_info_command(CLI::App& app);
+void add_bench_kernels_command(CLI::App& bench);
+
+}  // namespace cllm::cli

@@ -1,0 +1,28 @@
+// cllm: train GPT-style language models on CPUs.
+#include <cstdio>
+#include <exception>
+
+#include <CLI/CLI.hpp>
+
+#include "cli/commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"cllm: train GPT-style language models on CPUs", "cllm"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "cllm 0.1.0");
+
+  cllm::cli::add_info_command(app);
+  CLI::App* bench = app.add_subcommand("bench", "Measure kernels, the gradient pipeline and the model");
+  bench->require_subcommand(1);
+  cllm::cli::add_bench_kernels_command(*bench);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "cllm: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
