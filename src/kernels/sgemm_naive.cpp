@@ -12,7 +12,7 @@ void sgemm_naive(const GemmShape& s, const float* a, const float* b, float* c) {
         acc += static_cast<double>(av) * static_cast<double>(bv);
       }
       float& out = c[i * s.ldc + j];
-      out = static_cast<float>(s.alpha * acc) + (s.beta == 0.0f ? 0.0f : s.beta * out);
+      out = static_cast<float>(static_cast<double>(s.alpha) * acc) + (s.beta == 0.0f ? 0.0f : s.beta * out);
     }
   }
 }
