@@ -1,0 +1,146 @@
+// GPT-2 on one CPU core: config, the flat parameter layout with Hugging Face
+// GPT-2 names, the per-worker Workspace, forward/backward for training and a
+// KV cache for generation. Definition: DESIGN.md "The model".
+//
+// Every function here runs on the calling thread only and touches no shared
+// mutable state: worker threads each call forward/backward concurrently on
+// their own Workspace and gradient buffer (params are read-only).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace cllm::model {
+
+struct Config {
+  int vocab = 256;
+  int layers = 0;
+  int dim = 0;      // d, the residual width (C)
+  int heads = 0;    // dim % heads == 0; head_dim = dim / heads
+  int context = 0;  // maximum sequence length (rows of wpe)
+
+  int head_dim() const { return dim / heads; }
+  // Throws std::invalid_argument naming the field and what was expected:
+  // non-positive sizes, dim not divisible by heads, sizes too large to fit
+  // in memory (parameter count overflows or exceeds 2^34 floats).
+  void validate() const;
+  // Number of parameters, same as ParamLayout(*this).total().
+  std::size_t num_params() const;
+};
+
+// One named tensor inside the flat parameter buffer (offset/size in floats).
+struct TensorInfo {
+  std::string name;                // e.g. "h.0.attn.c_attn.weight"
+  std::vector<std::size_t> shape;  // Hugging Face GPT-2 layout, row-major
+  std::size_t offset = 0;
+  std::size_t size = 0;
+  bool decay = false;  // AdamW weight decay: tensors with 2+ dimensions
+};
+
+// The flat layout, in this order (d = dim, V = vocab, T = context):
+//   wte.weight [V,d], wpe.weight [T,d], then for each block i:
+//   h.{i}.ln_1.weight [d], h.{i}.ln_1.bias [d],
+//   h.{i}.attn.c_attn.weight [d,3d], h.{i}.attn.c_attn.bias [3d],
+//   h.{i}.attn.c_proj.weight [d,d], h.{i}.attn.c_proj.bias [d],
+//   h.{i}.ln_2.weight [d], h.{i}.ln_2.bias [d],
+//   h.{i}.mlp.c_fc.weight [d,4d], h.{i}.mlp.c_fc.bias [4d],
+//   h.{i}.mlp.c_proj.weight [4d,d], h.{i}.mlp.c_proj.bias [d],
+//   then ln_f.weight [d], ln_f.bias [d].
+// Linear weights are Conv1D style, input-major: out = inp @ W + b.
+// c_attn's output columns are [q | k | v], each split into heads in order.
+class ParamLayout {
+ public:
+  explicit ParamLayout(const Config& config);  // validates config
+
+  const Config& config() const { return config_; }
+  const std::vector<TensorInfo>& tensors() const { return tensors_; }
+  std::size_t total() const { return total_; }
+  // Throws std::out_of_range naming the tensor when there is none.
+  const TensorInfo& find(std::string_view name) const;
+
+  // Offsets of the tensors of block i (for the forward/backward code).
+  struct Block {
+    std::size_t ln1_w, ln1_b, attn_w, attn_b, attn_proj_w, attn_proj_b;
+    std::size_t ln2_w, ln2_b, fc_w, fc_b, fc_proj_w, fc_proj_b;
+  };
+  std::size_t wte() const { return wte_; }
+  std::size_t wpe() const { return wpe_; }
+  const Block& block(int i) const { return blocks_[static_cast<std::size_t>(i)]; }
+  std::size_t lnf_w() const { return lnf_w_; }
+  std::size_t lnf_b() const { return lnf_b_; }
+
+ private:
+  Config config_;
+  std::vector<TensorInfo> tensors_;
+  std::vector<Block> blocks_;
+  std::size_t wte_ = 0, wpe_ = 0, lnf_w_ = 0, lnf_b_ = 0, total_ = 0;
+};
+
+// GPT-2 initialization, deterministic in seed: weights N(0, 0.02), both
+// c_proj weights N(0, 0.02/sqrt(2*layers)), biases 0, LayerNorm weights 1.
+void init_params(const ParamLayout& layout, float* params, std::uint64_t seed);
+
+// All activations of one forward/backward pass for up to batch x seq tokens,
+// allocated once in the constructor (forward/backward allocate nothing).
+class Workspace {
+ public:
+  // Throws std::invalid_argument if batch < 1 or seq is not in [1, context].
+  Workspace(const Config& config, int batch, int seq);
+  Workspace(const Workspace&) = delete;
+  Workspace& operator=(const Workspace&) = delete;
+  Workspace(Workspace&&) noexcept;
+  Workspace& operator=(Workspace&&) noexcept;
+  ~Workspace();
+
+  int max_batch() const;
+  int max_seq() const;
+  std::size_t bytes() const;  // memory held
+  struct Buffers;             // defined in gpt.cpp
+
+ private:
+  friend float forward(const ParamLayout&, const float*, const std::int32_t*, const std::int32_t*,
+                       int, int, Workspace&);
+  friend void backward(const ParamLayout&, const float*, float*, float, bool, Workspace&);
+  friend const float* logits(const Workspace&);
+  std::unique_ptr<Buffers> buf_;
+};
+
+// tokens, targets: B*T int32 ids in [0, vocab), row-major (B,T); targets may
+// be null (logits only, returns 0). B <= max_batch, T <= max_seq.
+// Returns the mean cross-entropy over the B*T tokens.
+// Throws std::invalid_argument for out-of-range ids or sizes.
+float forward(const ParamLayout& layout, const float* params, const std::int32_t* tokens,
+              const std::int32_t* targets, int B, int T, Workspace& ws);
+
+// After forward with targets: grad += scale * d(mean loss)/d(params), or
+// grad = ... when overwrite (then grad's old contents, even NaN, are ignored).
+// Throws std::logic_error if the last forward had no targets.
+void backward(const ParamLayout& layout, const float* params, float* grad, float scale,
+              bool overwrite, Workspace& ws);
+
+// Logits (B,T,V) of the last forward.
+const float* logits(const Workspace& ws);
+
+// Incremental inference for generation: step() appends one token at the next
+// position and returns the logits (V) for the token after it.
+class KvCache {
+ public:
+  explicit KvCache(const Config& config);
+  void reset();  // back to position 0
+  // Throws std::invalid_argument for an out-of-range token and
+  // std::length_error when position() == context.
+  const float* step(const ParamLayout& layout, const float* params, std::int32_t token);
+  int position() const { return pos_; }
+
+ private:
+  Config config_;
+  int pos_ = 0;
+  std::vector<float> k_, v_;  // (layers, context, dim)
+  std::vector<float> x_, ln_, qkv_, atty_, att_, fc_, fc_gelu_, logits_;
+};
+
+}  // namespace cllm::model
