@@ -1,0 +1,31 @@
+// The plan's "before" design, kept only to measure the pipeline against in
+// the same run: micro-batches run in rounds of `threads`; each round creates
+// one thread per micro-batch and joins them all; each thread computes into
+// its own buffer, then adds it into the global gradient with a scalar loop
+// under one global mutex.
+#pragma once
+
+#include <cstddef>
+
+#include "parallel/gradient_pipeline.h"
+
+namespace cllm::parallel {
+
+struct BaselineStats {
+  double loss_sum = 0.0;
+  double seconds = 0.0;
+  double accumulate_seconds = 0.0;          // thread-seconds inside the locked add loop
+  double exposed_accumulate_seconds = 0.0;  // per round: last compute end to join
+  double idle_fraction = 0.0;               // 1 - compute thread-seconds / (threads * seconds)
+  std::size_t blocking_locks = 0;           // mutex acquisitions
+  std::size_t threads_created = 0;
+  std::size_t bytes_reduced = 0;
+};
+
+// Sums the gradients of micro-batches 0..K-1 into grad (n_params floats,
+// overwritten). work is called with first = true and worker = the index of
+// the thread within its round. threads in [1, 256], K >= 1.
+BaselineStats baseline_accumulate(std::size_t n_params, std::size_t threads, std::size_t K,
+                                  const MicroBatchFn& work, float* grad);
+
+}  // namespace cllm::parallel

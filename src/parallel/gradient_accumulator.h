@@ -1,0 +1,112 @@
+// Sums the workers' private gradient buffers into one global gradient by
+// segment ownership (a reduce-scatter inside one process), streaming while
+// stragglers still compute.
+//
+// Each worker owns buffer(w) and fills it with its micro-batches. When it has
+// no more, it publish()es the buffer (a release store into the next
+// publication slot) and calls reduce(): it sweeps the segments of the global
+// gradient, try-claims each (atomic exchange; if taken it moves on, never
+// blocks), adds every published buffer not yet added there with one add_n
+// pass, and releases it. One thread at a time writes a segment, so there are
+// no lost updates and no float atomics. A worker whose sweep found nothing to
+// do sleeps on an event counter bumped by every publication and by the final
+// completion. reduce() returns once every segment holds all buffers.
+//
+// The sum of squares of each segment falls out of its last add_n pass, so
+// the gradient norm costs no extra pass.
+//
+// Order: in worker order (deterministic) publication slot i belongs to worker
+// i, so each element is the left fold buf_0 + buf_1 + ... + buf_{N-1} however
+// the passes are chunked, bitwise reproducible. Otherwise slots are taken in
+// publication order.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "parallel/worker_pool.h"
+
+namespace cllm::parallel {
+
+using Clock = std::chrono::steady_clock;
+
+struct AlignedFree {
+  void operator()(float* p) const;
+};
+// Floats on cache-line-aligned storage (uninitialized).
+using AlignedFloats = std::unique_ptr<float[], AlignedFree>;
+AlignedFloats make_aligned_floats(std::size_t n);
+
+// What one worker did in reduce().
+struct ReduceCounters {
+  double add_seconds = 0.0;   // time inside add_n passes
+  std::size_t bytes = 0;      // bytes read + written by those passes
+  std::size_t passes = 0;     // add_n calls
+  std::size_t sleeps = 0;     // futex waits for a publication (not locks)
+};
+
+class GradientAccumulator {
+ public:
+  // n_params >= 1, n_workers in [1, WorkerPool::kMaxThreads], segment_floats
+  // >= 1 (rounded up to a whole number of cache lines); throws
+  // std::invalid_argument otherwise. Allocates n_workers + 1 buffers of
+  // n_params floats.
+  GradientAccumulator(std::size_t n_params, std::size_t n_workers, std::size_t segment_floats);
+  ~GradientAccumulator();
+
+  std::size_t size() const { return n_params_; }
+  std::size_t workers() const { return n_workers_; }
+  std::size_t segments() const { return n_segments_; }
+  std::size_t segment_begin(std::size_t j) const { return j * segment_floats_; }
+  std::size_t segment_end(std::size_t j) const;
+
+  // Worker w's private gradient buffer (n_params floats).
+  float* buffer(std::size_t w) { return buffers_.get() + w * stride_; }
+
+  // Single-threaded, before the workers of a step start. worker_order: sum
+  // in worker order 0..N-1 (deterministic) instead of publication order.
+  void begin_step(bool worker_order);
+  // Worker w has finished its micro-batches; has_data is false when it ran
+  // none (or failed), and then its buffer is not read. Once per step per worker.
+  void publish(std::size_t w, bool has_data);
+  // Called by every worker after its publish(); returns when the whole
+  // gradient is reduced.
+  ReduceCounters reduce(std::size_t w);
+
+  // After every reduce() has returned:
+  float* gradient() { return grad_.get(); }
+  const float* gradient() const { return grad_.get(); }
+  // Squared L2 norm of the reduced gradient, from the reduce passes (summed
+  // in segment order, so deterministic).
+  double sum_squares() const;
+  // When the last segment was completed.
+  Clock::time_point done_time() const { return done_time_; }
+
+ private:
+  struct Segment;
+  // Adds the published buffers not yet in segment j; the caller owns j.
+  bool advance_segment(std::size_t j, ReduceCounters& counters);
+
+  std::size_t n_params_;
+  std::size_t n_workers_;
+  std::size_t segment_floats_;
+  std::size_t n_segments_;
+  std::size_t stride_;
+  AlignedFloats buffers_;
+  AlignedFloats grad_;
+  std::unique_ptr<Segment[]> segments_;
+  // Publication slots: kPending, kEmpty, or kFirstWorker + w.
+  std::unique_ptr<std::atomic<std::uint32_t>[]> slots_;
+  bool worker_order_ = false;
+  Clock::time_point done_time_{};
+  alignas(kCacheLine) std::atomic<std::size_t> next_slot_{0};
+  alignas(kCacheLine) std::atomic<std::size_t> segments_done_{0};
+  // Bumped by every publication and by the final completion; sleepers wait on it.
+  alignas(kCacheLine) std::atomic<std::uint32_t> events_{0};
+};
+
+}  // namespace cllm::parallel

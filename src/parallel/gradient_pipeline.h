@@ -1,0 +1,114 @@
+// One optimizer step over K micro-batches on a persistent pool of N workers:
+//
+//   BatchQueue ──► worker w: work(w, k, buffer_w, first) for each k it takes
+//              ──► publish buffer_w ──► streaming segment reduce (+ fused norm)
+//              ──► [gradient hook, e.g. an all-reduce across processes]
+//              ──► global norm ──► clip factor ──► AdamW, segment-parallel
+//
+// No mutex is taken during the step: the queue, segment ownership and the
+// publication slots are atomics. Loss and gradient are sums over the
+// micro-batches (the work function scales them, e.g. by 1/K, to make means).
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <vector>
+
+#include "optim/adamw.h"
+#include "parallel/batch_queue.h"
+#include "parallel/gradient_accumulator.h"
+#include "parallel/worker_pool.h"
+
+namespace cllm::parallel {
+
+// Runs micro-batch `micro_batch` on worker `worker` (stable index in
+// [0, threads)) and puts its gradient into grad (n_params floats): when
+// `first` is true the buffer holds garbage from an earlier step and the
+// function must overwrite it (or zero it first); otherwise it must add to it.
+// Returns the micro-batch's loss. May throw: the step then rethrows it and
+// leaves the parameters untouched.
+using MicroBatchFn =
+    std::function<double(std::size_t worker, std::size_t micro_batch, float* grad, bool first)>;
+
+// Called once per step on the reduced local gradient before the norm, e.g.
+// to all-reduce it across processes. May modify grad in place.
+using GradientHook = std::function<void(float* grad, std::size_t n)>;
+
+inline constexpr std::size_t kDefaultSegmentFloats = std::size_t{1} << 15;  // 128 KiB
+
+struct PipelineOptions {
+  std::size_t threads = 1;
+  // Static assignment (micro-batch i on worker i mod N) and buffers summed in
+  // worker order: bitwise identical results run to run.
+  bool deterministic = false;
+  // Static assignment without the fixed reduction order.
+  bool static_assignment = false;
+  std::size_t segment_floats = kDefaultSegmentFloats;
+};
+
+struct StepStats {
+  double loss_sum = 0.0;   // sum over micro-batches, added in micro-batch order
+  double grad_norm = 0.0;  // global L2 norm before clipping
+  float clip_scale = 1.0f;
+  bool finite = true;      // false: non-finite norm, update skipped
+  double seconds = 0.0;    // the whole step
+  // Compute + reduce phase (wall).
+  double reduce_phase_seconds = 0.0;
+  // Thread-seconds spent adding buffers into the global gradient.
+  double accumulate_seconds = 0.0;
+  // Wall time from the last worker's end of compute to the end of the
+  // reduction: the accumulation not hidden behind compute.
+  double exposed_accumulate_seconds = 0.0;
+  // Hook (if any) + norm + AdamW (wall).
+  double optimizer_seconds = 0.0;
+  // Per worker, within the compute + reduce phase: time in the work function,
+  // and time neither computing nor adding (waiting, sleeping, scanning).
+  std::vector<double> compute_seconds;
+  std::vector<double> idle_seconds;
+  std::vector<std::size_t> micro_batches_per_worker;
+  std::size_t blocking_locks = 0;  // mutex acquisitions during the step: none by design
+  std::size_t reduce_sleeps = 0;   // futex waits of idle workers for a publication
+  std::size_t bytes_reduced = 0;   // bytes read + written by the reduction
+};
+
+class GradientPipeline {
+ public:
+  // Creates the worker pool and n_params-float buffers per worker once.
+  // Throws std::invalid_argument for threads outside [1, 256], n_params 0 or
+  // segment_floats 0.
+  GradientPipeline(std::size_t n_params, PipelineOptions options);
+
+  // One optimizer step: runs micro-batches 0..K-1 (K >= 1), reduces their
+  // gradients, calls the hook, computes the global norm, clips to max_norm
+  // (0 = off) and applies opt (opt.size() must be n_params) with learning
+  // rate lr, segment-parallel on the workers. A non-finite norm skips the
+  // update (params, moments and opt.step() untouched) and sets finite=false.
+  StepStats step(std::size_t K, const MicroBatchFn& work, float* params, optim::AdamW& opt, float lr,
+                 float max_norm);
+
+  // Installs (or clears, with an empty function) the gradient hook.
+  void set_gradient_hook(GradientHook hook) { hook_ = std::move(hook); }
+
+  // Runs fn(w) on every worker w at once (w = 0 on the calling thread), e.g.
+  // to build per-worker state on the thread that will use it.
+  void for_each_worker(const std::function<void(std::size_t worker)>& fn) { pool_.run(fn); }
+
+  // The reduced gradient of the last step (before clipping).
+  const float* gradient() const { return accumulator_.gradient(); }
+  std::size_t size() const { return n_params_; }
+  std::size_t threads() const { return pool_.threads(); }
+  const PipelineOptions& options() const { return options_; }
+
+ private:
+  // Runs fn(begin, end) over all segments, spread over the workers.
+  void for_each_segment(const std::function<void(std::size_t begin, std::size_t end)>& fn);
+
+  std::size_t n_params_;
+  PipelineOptions options_;
+  WorkerPool pool_;
+  BatchQueue queue_;
+  GradientAccumulator accumulator_;
+  GradientHook hook_;
+};
+
+}  // namespace cllm::parallel
