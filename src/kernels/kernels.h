@@ -20,21 +20,24 @@ std::string_view target_name(Target t);
 // Parses "scalar", "sse4", "avx2", "avx512"; throws std::invalid_argument.
 Target parse_target(std::string_view name);
 
-// One AdamW step (torch.optim.AdamW semantics) for a range of parameters:
-//   g' = g * grad_scale                      (clipping factor, 1 if none)
-//   p *= 1 - lr * weight_decay               (decoupled decay)
-//   m = beta1 m + (1 - beta1) g'
-//   v = beta2 v + (1 - beta2) g'^2
-//   p -= lr / bias_correction1 * m / (sqrt(v) / sqrt(bias_correction2) + eps)
-// bias_correction{1,2} = 1 - beta{1,2}^step, step counted from 1.
+// One AdamW step (torch.optim.AdamW semantics, PyTorch 1.13 order of
+// operations) for a range of parameters. Hyperparameters are doubles, as the
+// Python floats torch receives; the derived per-step constants are computed
+// in double and rounded to float once, as torch does:
+//   g' = g * grad_scale                 (clipping factor, 1 if none)
+//   p  = p * (1 - lr * weight_decay)    (decoupled decay)
+//   m  = m * beta1 + (1 - beta1) * g'
+//   v  = v * beta2 + (1 - beta2) * g' * g'
+//   p  = p - lr / bc1 * (m / (sqrt(v) / sqrt(bc2) + eps))
+// with bc1 = 1 - beta1^step, bc2 = 1 - beta2^step, step counted from 1.
 struct AdamWParams {
-  float lr = 1e-3f;
-  float beta1 = 0.9f;
-  float beta2 = 0.999f;
-  float eps = 1e-8f;
-  float weight_decay = 0.0f;
-  float bias_correction1 = 1.0f;
-  float bias_correction2 = 1.0f;
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+  // This update's step number, 1 for the first; must be >= 1.
+  long step = 1;
   float grad_scale = 1.0f;
 };
 
@@ -49,20 +52,21 @@ struct KernelTable {
   // For i in [offset, offset + count):
   //   dst[i] (= or +=) srcs[0][i] + ... + srcs[n_src - 1][i]
   // (+= when accumulate). Sources are summed in order 0..n_src-1, so the
-  // result is deterministic. Returns the sum of squares of the dst values
+  // dst values are the same bit for bit on every target. Returns the sum of squares of the dst values
   // written, so a reduction pass also yields the gradient norm.
   // n_src may be 0 (dst is zeroed, or left as is when accumulating).
   double (*add_n)(float* dst, const float* const* srcs, std::size_t n_src,
                   std::size_t offset, std::size_t count, bool accumulate);
   // dst[i] *= a
   void (*scale)(float* dst, float a, std::size_t n);
-  // dst[i] += a * x[i]
+  // dst[i] += a * x[i] (SIMD targets fuse the multiply-add)
   void (*axpy)(float* dst, float a, const float* x, std::size_t n);
   // sum a[i] * b[i], accumulated in double lanes
   double (*dot)(const float* a, const float* b, std::size_t n);
   // sum x[i]^2, accumulated in double lanes
   double (*sum_squares)(const float* x, std::size_t n);
-  // AdamW update of p, m, v from gradient g (see AdamWParams).
+  // AdamW update of p, m, v from gradient g (see AdamWParams). Throws
+  // std::invalid_argument if hp.step < 1.
   void (*adamw)(float* p, const float* g, float* m, float* v, std::size_t n,
                 const AdamWParams& hp);
 };

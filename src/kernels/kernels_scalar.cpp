@@ -2,6 +2,8 @@
 // CMakeLists.txt) so that "scalar" means scalar: it is the no-SIMD fallback,
 // the plan's "before" add loop, and the reference the tests compare against.
 #include <cmath>
+#include <stdexcept>
+#include <string>
 
 #include "kernels/kernels_internal.h"
 
@@ -49,15 +51,13 @@ double dot(const float* a, const float* b, std::size_t n) {
 double sum_squares(const float* x, std::size_t n) { return dot(x, x, n); }
 
 void adamw(float* p, const float* g, float* m, float* v, std::size_t n, const AdamWParams& hp) {
-  const float decay = 1.0f - hp.lr * hp.weight_decay;
-  const float step_size = hp.lr / hp.bias_correction1;
-  const float inv_sqrt_bc2 = 1.0f / std::sqrt(hp.bias_correction2);
+  const AdamWConstants c = adamw_constants(hp);
   for (std::size_t i = 0; i < n; ++i) {
-    const float grad = g[i] * hp.grad_scale;
-    m[i] = hp.beta1 * m[i] + (1.0f - hp.beta1) * grad;
-    v[i] = hp.beta2 * v[i] + (1.0f - hp.beta2) * grad * grad;
-    const float denom = std::sqrt(v[i]) * inv_sqrt_bc2 + hp.eps;
-    p[i] = p[i] * decay - step_size * m[i] / denom;
+    const float grad = g[i] * c.grad_scale;
+    m[i] = m[i] * c.beta1 + c.one_minus_beta1 * grad;
+    v[i] = v[i] * c.beta2 + c.one_minus_beta2 * grad * grad;
+    const float denom = std::sqrt(v[i]) / c.sqrt_bc2 + c.eps;
+    p[i] = p[i] * c.decay + c.neg_step_size * (m[i] / denom);
   }
 }
 
@@ -67,5 +67,25 @@ constexpr KernelTable kScalarTable{Target::scalar, zero, copy, add, add_n, scale
 }  // namespace
 
 const KernelTable& scalar_table() { return kScalarTable; }
+
+AdamWConstants adamw_constants(const AdamWParams& hp) {
+  if (hp.step < 1)
+    throw std::invalid_argument("adamw: step is " + std::to_string(hp.step) +
+                                ", expected >= 1 (steps count from 1)");
+  const double step = static_cast<double>(hp.step);
+  const double bc1 = 1.0 - std::pow(hp.beta1, step);
+  const double bc2 = 1.0 - std::pow(hp.beta2, step);
+  return AdamWConstants{
+      .decay = static_cast<float>(1.0 - hp.lr * hp.weight_decay),
+      .beta1 = static_cast<float>(hp.beta1),
+      .one_minus_beta1 = static_cast<float>(1.0 - hp.beta1),
+      .beta2 = static_cast<float>(hp.beta2),
+      .one_minus_beta2 = static_cast<float>(1.0 - hp.beta2),
+      .eps = static_cast<float>(hp.eps),
+      .neg_step_size = static_cast<float>(-hp.lr / bc1),
+      .sqrt_bc2 = static_cast<float>(std::sqrt(bc2)),
+      .grad_scale = hp.grad_scale,
+  };
+}
 
 }  // namespace cllm::kernels::detail

@@ -30,172 +30,144 @@ using DD = hn::Repartition<double, DF>;
 using VF = hn::Vec<DF>;
 using VD = hn::Vec<DD>;
 
-// sum += v*v with both halves of v widened to double.
-HWY_INLINE VD AddSquaresWide(VF v, VD sum) {
-  const DD dd;
-  const hn::Half<DF> dh;
-  const VD lo = hn::PromoteTo(dd, hn::LowerHalf(dh, v));
-  const VD hi = hn::PromoteTo(dd, hn::UpperHalf(dh, v));
-  return hn::MulAdd(hi, hi, hn::MulAdd(lo, lo, sum));
+// Calls body(i) for every whole vector starting at i (i = 0, N, 2N, ...),
+// kUnroll vectors per loop iteration so that independent loads and stores
+// overlap. Returns the index where the scalar tail starts.
+template <std::size_t kUnroll, class Body>
+HWY_INLINE std::size_t ForEachVector(std::size_t n, const Body& body) {
+  const std::size_t N = hn::Lanes(DF());
+  std::size_t i = 0;
+  for (; i + kUnroll * N <= n; i += kUnroll * N) {
+HWY_UNROLL(16)
+    for (std::size_t u = 0; u < kUnroll; ++u) body(i + u * N);
+  }
+  for (; i + N <= n; i += N) body(i);
+  return i;
 }
 
-HWY_INLINE VD AddProductsWide(VF a, VF b, VD sum) {
-  const DD dd;
-  const hn::Half<DF> dh;
-  sum = hn::MulAdd(hn::PromoteTo(dd, hn::LowerHalf(dh, a)), hn::PromoteTo(dd, hn::LowerHalf(dh, b)), sum);
-  return hn::MulAdd(hn::PromoteTo(dd, hn::UpperHalf(dh, a)), hn::PromoteTo(dd, hn::UpperHalf(dh, b)), sum);
-}
+// Sums of products in double lanes. The low and high halves of each float
+// vector go to separate accumulators so that the FMAs do not wait on each
+// other.
+struct WideSum {
+  VD lo, hi;
+
+  HWY_INLINE WideSum() : lo(hn::Zero(DD())), hi(hn::Zero(DD())) {}
+
+  HWY_INLINE void AddProducts(VF a, VF b) {
+    const DD dd;
+    const hn::Half<DF> dh;
+    lo = hn::MulAdd(hn::PromoteTo(dd, hn::LowerHalf(dh, a)), hn::PromoteTo(dd, hn::LowerHalf(dh, b)), lo);
+    hi = hn::MulAdd(hn::PromoteTo(dd, hn::UpperHalf(dh, a)), hn::PromoteTo(dd, hn::UpperHalf(dh, b)), hi);
+  }
+  HWY_INLINE double Total() const { return hn::GetLane(hn::SumOfLanes(DD(), hn::Add(lo, hi))); }
+};
+
+// The tails (n mod vector length, or less than one unrolled vector) go to
+// the scalar kernels, which compute the same per-element expression.
+const KernelTable& Tail() { return scalar_table(); }
 
 void Zero(float* HWY_RESTRICT dst, std::size_t n) {
   const DF d;
-  const std::size_t N = hn::Lanes(d);
-  std::size_t i = 0;
-  for (; i + N <= n; i += N) hn::StoreU(hn::Zero(d), d, dst + i);
-  for (; i < n; ++i) dst[i] = 0.0f;
+  const std::size_t i = ForEachVector<4>(n, [&](std::size_t j) { hn::StoreU(hn::Zero(d), d, dst + j); });
+  Tail().zero(dst + i, n - i);
 }
 
 void Copy(float* HWY_RESTRICT dst, const float* HWY_RESTRICT src, std::size_t n) {
   const DF d;
-  const std::size_t N = hn::Lanes(d);
-  std::size_t i = 0;
-  for (; i + 4 * N <= n; i += 4 * N) {
-    const VF a = hn::LoadU(d, src + i), b = hn::LoadU(d, src + i + N);
-    const VF c = hn::LoadU(d, src + i + 2 * N), e = hn::LoadU(d, src + i + 3 * N);
-    hn::StoreU(a, d, dst + i);
-    hn::StoreU(b, d, dst + i + N);
-    hn::StoreU(c, d, dst + i + 2 * N);
-    hn::StoreU(e, d, dst + i + 3 * N);
-  }
-  for (; i + N <= n; i += N) hn::StoreU(hn::LoadU(d, src + i), d, dst + i);
-  for (; i < n; ++i) dst[i] = src[i];
+  const std::size_t i =
+      ForEachVector<4>(n, [&](std::size_t j) { hn::StoreU(hn::LoadU(d, src + j), d, dst + j); });
+  Tail().copy(dst + i, src + i, n - i);
 }
 
 void Add(float* HWY_RESTRICT dst, const float* HWY_RESTRICT src, std::size_t n) {
   const DF d;
-  const std::size_t N = hn::Lanes(d);
-  std::size_t i = 0;
-  for (; i + 4 * N <= n; i += 4 * N) {
-    for (std::size_t u = 0; u < 4 * N; u += N)
-      hn::StoreU(hn::Add(hn::LoadU(d, dst + i + u), hn::LoadU(d, src + i + u)), d, dst + i + u);
-  }
-  for (; i + N <= n; i += N) hn::StoreU(hn::Add(hn::LoadU(d, dst + i), hn::LoadU(d, src + i)), d, dst + i);
-  for (; i < n; ++i) dst[i] += src[i];
+  const std::size_t i = ForEachVector<4>(n, [&](std::size_t j) {
+    hn::StoreU(hn::Add(hn::LoadU(d, dst + j), hn::LoadU(d, src + j)), d, dst + j);
+  });
+  Tail().add(dst + i, src + i, n - i);
 }
 
 double AddN(float* HWY_RESTRICT dst, const float* const* srcs, std::size_t n_src, std::size_t offset,
             std::size_t count, bool accumulate) {
   const DF d;
-  const DD dd;
   const std::size_t N = hn::Lanes(d);
+  constexpr std::size_t kUnroll = 4;
   float* out = dst + offset;
-  VD sumsq = hn::Zero(dd);
+  WideSum sumsq;
   std::size_t i = 0;
-  // Two vectors per source per pass: every source stream is read once, the
-  // partial sums stay in registers, dst is written once.
-  for (; i + 2 * N <= count; i += 2 * N) {
-    VF a = accumulate ? hn::LoadU(d, out + i) : hn::Zero(d);
-    VF b = accumulate ? hn::LoadU(d, out + i + N) : hn::Zero(d);
+  // kUnroll vectors per source per pass: every source stream is read once,
+  // the partial sums stay in registers, dst is written once. The sum runs in
+  // the same order as the scalar kernel's, so dst matches it bit for bit.
+  for (; i + kUnroll * N <= count; i += kUnroll * N) {
+    VF acc[kUnroll];
+HWY_UNROLL(16)
+    for (std::size_t u = 0; u < kUnroll; ++u) acc[u] = accumulate ? hn::LoadU(d, out + i + u * N) : hn::Zero(d);
     for (std::size_t k = 0; k < n_src; ++k) {
       const float* s = srcs[k] + offset + i;
-      a = hn::Add(a, hn::LoadU(d, s));
-      b = hn::Add(b, hn::LoadU(d, s + N));
+HWY_UNROLL(16)
+      for (std::size_t u = 0; u < kUnroll; ++u) acc[u] = hn::Add(acc[u], hn::LoadU(d, s + u * N));
     }
-    hn::StoreU(a, d, out + i);
-    hn::StoreU(b, d, out + i + N);
-    sumsq = AddSquaresWide(b, AddSquaresWide(a, sumsq));
+HWY_UNROLL(16)
+    for (std::size_t u = 0; u < kUnroll; ++u) {
+      hn::StoreU(acc[u], d, out + i + u * N);
+      sumsq.AddProducts(acc[u], acc[u]);
+    }
   }
-  double total = hn::GetLane(hn::SumOfLanes(dd, sumsq));
-  for (; i < count; ++i) {
-    float s = accumulate ? out[i] : 0.0f;
-    for (std::size_t k = 0; k < n_src; ++k) s += srcs[k][offset + i];
-    out[i] = s;
-    total += static_cast<double>(s) * static_cast<double>(s);
-  }
-  return total;
+  return sumsq.Total() + Tail().add_n(dst, srcs, n_src, offset + i, count - i, accumulate);
 }
 
 void Scale(float* HWY_RESTRICT dst, float a, std::size_t n) {
   const DF d;
-  const std::size_t N = hn::Lanes(d);
   const VF va = hn::Set(d, a);
-  std::size_t i = 0;
-  for (; i + N <= n; i += N) hn::StoreU(hn::Mul(hn::LoadU(d, dst + i), va), d, dst + i);
-  for (; i < n; ++i) dst[i] *= a;
+  const std::size_t i =
+      ForEachVector<4>(n, [&](std::size_t j) { hn::StoreU(hn::Mul(hn::LoadU(d, dst + j), va), d, dst + j); });
+  Tail().scale(dst + i, a, n - i);
 }
 
 void Axpy(float* HWY_RESTRICT dst, float a, const float* HWY_RESTRICT x, std::size_t n) {
   const DF d;
-  const std::size_t N = hn::Lanes(d);
   const VF va = hn::Set(d, a);
-  std::size_t i = 0;
-  for (; i + 2 * N <= n; i += 2 * N) {
-    hn::StoreU(hn::MulAdd(va, hn::LoadU(d, x + i), hn::LoadU(d, dst + i)), d, dst + i);
-    hn::StoreU(hn::MulAdd(va, hn::LoadU(d, x + i + N), hn::LoadU(d, dst + i + N)), d, dst + i + N);
-  }
-  for (; i + N <= n; i += N) hn::StoreU(hn::MulAdd(va, hn::LoadU(d, x + i), hn::LoadU(d, dst + i)), d, dst + i);
-  for (; i < n; ++i) dst[i] += a * x[i];
+  const std::size_t i = ForEachVector<4>(n, [&](std::size_t j) {
+    hn::StoreU(hn::MulAdd(va, hn::LoadU(d, x + j), hn::LoadU(d, dst + j)), d, dst + j);
+  });
+  Tail().axpy(dst + i, a, x + i, n - i);
 }
 
 double Dot(const float* HWY_RESTRICT a, const float* HWY_RESTRICT b, std::size_t n) {
   const DF d;
-  const DD dd;
+  WideSum s0, s1;
   const std::size_t N = hn::Lanes(d);
-  VD s0 = hn::Zero(dd), s1 = hn::Zero(dd);
   std::size_t i = 0;
   for (; i + 2 * N <= n; i += 2 * N) {
-    s0 = AddProductsWide(hn::LoadU(d, a + i), hn::LoadU(d, b + i), s0);
-    s1 = AddProductsWide(hn::LoadU(d, a + i + N), hn::LoadU(d, b + i + N), s1);
+    s0.AddProducts(hn::LoadU(d, a + i), hn::LoadU(d, b + i));
+    s1.AddProducts(hn::LoadU(d, a + i + N), hn::LoadU(d, b + i + N));
   }
-  double total = hn::GetLane(hn::SumOfLanes(dd, hn::Add(s0, s1)));
-  for (; i < n; ++i) total += static_cast<double>(a[i]) * static_cast<double>(b[i]);
-  return total;
+  return s0.Total() + s1.Total() + Tail().dot(a + i, b + i, n - i);
 }
 
-double SumSquares(const float* HWY_RESTRICT x, std::size_t n) {
-  const DF d;
-  const DD dd;
-  const std::size_t N = hn::Lanes(d);
-  VD s0 = hn::Zero(dd), s1 = hn::Zero(dd);
-  std::size_t i = 0;
-  for (; i + 2 * N <= n; i += 2 * N) {
-    s0 = AddSquaresWide(hn::LoadU(d, x + i), s0);
-    s1 = AddSquaresWide(hn::LoadU(d, x + i + N), s1);
-  }
-  double total = hn::GetLane(hn::SumOfLanes(dd, hn::Add(s0, s1)));
-  for (; i < n; ++i) total += static_cast<double>(x[i]) * static_cast<double>(x[i]);
-  return total;
-}
+double SumSquares(const float* HWY_RESTRICT x, std::size_t n) { return Dot(x, x, n); }
 
 void AdamW(float* HWY_RESTRICT p, const float* HWY_RESTRICT g, float* HWY_RESTRICT m,
            float* HWY_RESTRICT v, std::size_t n, const AdamWParams& hp) {
   const DF d;
-  const std::size_t N = hn::Lanes(d);
-  const float decay = 1.0f - hp.lr * hp.weight_decay;
-  const float step_size = hp.lr / hp.bias_correction1;
-  const float inv_sqrt_bc2 = 1.0f / std::sqrt(hp.bias_correction2);
-  const VF vscale = hn::Set(d, hp.grad_scale), vb1 = hn::Set(d, hp.beta1),
-           vb1c = hn::Set(d, 1.0f - hp.beta1), vb2 = hn::Set(d, hp.beta2),
-           vb2c = hn::Set(d, 1.0f - hp.beta2), veps = hn::Set(d, hp.eps),
-           vdecay = hn::Set(d, decay), vstep = hn::Set(d, step_size),
-           vinv = hn::Set(d, inv_sqrt_bc2);
-  std::size_t i = 0;
-  for (; i + N <= n; i += N) {
-    const VF grad = hn::Mul(hn::LoadU(d, g + i), vscale);
-    const VF mi = hn::Add(hn::Mul(vb1, hn::LoadU(d, m + i)), hn::Mul(vb1c, grad));
-    const VF vi = hn::Add(hn::Mul(vb2, hn::LoadU(d, v + i)), hn::Mul(hn::Mul(vb2c, grad), grad));
-    const VF denom = hn::Add(hn::Mul(hn::Sqrt(vi), vinv), veps);
-    const VF pi = hn::Sub(hn::Mul(hn::LoadU(d, p + i), vdecay), hn::Div(hn::Mul(vstep, mi), denom));
-    hn::StoreU(mi, d, m + i);
-    hn::StoreU(vi, d, v + i);
-    hn::StoreU(pi, d, p + i);
-  }
-  for (; i < n; ++i) {
-    const float grad = g[i] * hp.grad_scale;
-    m[i] = hp.beta1 * m[i] + (1.0f - hp.beta1) * grad;
-    v[i] = hp.beta2 * v[i] + (1.0f - hp.beta2) * grad * grad;
-    const float denom = std::sqrt(v[i]) * inv_sqrt_bc2 + hp.eps;
-    p[i] = p[i] * decay - step_size * m[i] / denom;
-  }
+  const AdamWConstants c = adamw_constants(hp);
+  const VF grad_scale = hn::Set(d, c.grad_scale), beta1 = hn::Set(d, c.beta1),
+           one_minus_beta1 = hn::Set(d, c.one_minus_beta1), beta2 = hn::Set(d, c.beta2),
+           one_minus_beta2 = hn::Set(d, c.one_minus_beta2), eps = hn::Set(d, c.eps),
+           decay = hn::Set(d, c.decay), neg_step_size = hn::Set(d, c.neg_step_size),
+           sqrt_bc2 = hn::Set(d, c.sqrt_bc2);
+  // Unfused multiplies and adds in the scalar kernel's (and torch's) order.
+  const std::size_t i = ForEachVector<1>(n, [&](std::size_t j) {
+    const VF grad = hn::Mul(hn::LoadU(d, g + j), grad_scale);
+    const VF mj = hn::Add(hn::Mul(hn::LoadU(d, m + j), beta1), hn::Mul(one_minus_beta1, grad));
+    const VF vj = hn::Add(hn::Mul(hn::LoadU(d, v + j), beta2), hn::Mul(hn::Mul(one_minus_beta2, grad), grad));
+    const VF denom = hn::Add(hn::Div(hn::Sqrt(vj), sqrt_bc2), eps);
+    const VF pj = hn::Add(hn::Mul(hn::LoadU(d, p + j), decay), hn::Mul(neg_step_size, hn::Div(mj, denom)));
+    hn::StoreU(mj, d, m + j);
+    hn::StoreU(vj, d, v + j);
+    hn::StoreU(pj, d, p + j);
+  });
+  Tail().adamw(p + i, g + i, m + i, v + i, n - i, hp);
 }
 
 const KernelTable* Table(Target t) {
