@@ -3,9 +3,15 @@
 // op(X) is X or X^T. lda/ldb/ldc are row strides in elements of the stored
 // (not transposed) matrices. Each worker sphere calls this concurrently on
 // its own data, so a backend must never spawn threads of its own.
+//
+// Backends: naive (the oracle), openblas (cblas_sgemm, one thread) and onednn
+// (dnnl_sgemm, one OpenMP thread per caller). The environment variable
+// CLLM_GEMM=auto|onednn|openblas|naive picks the one sgemm() uses, once per
+// process; auto is the backend measured fastest in the per-worker setting.
 #pragma once
 
 #include <string_view>
+#include <vector>
 
 namespace cllm::kernels {
 
@@ -20,9 +26,26 @@ struct GemmShape {
   int lda = 0, ldb = 0, ldc = 0;
 };
 
+// With the backend chosen by CLLM_GEMM (see gemm_backend()).
 void sgemm(const GemmShape& s, const float* a, const float* b, float* c);
+
+// With one given backend; throws std::invalid_argument if it is not compiled in.
+void sgemm(GemmBackend backend, const GemmShape& s, const float* a, const float* b, float* c);
 
 // The naive triple loop: the reference the tests compare every backend with.
 void sgemm_naive(const GemmShape& s, const float* a, const float* b, float* c);
+
+// The backend sgemm() uses: CLLM_GEMM resolved on first use. A value other
+// than auto|onednn|openblas|naive, or a backend not compiled in, throws
+// std::invalid_argument naming CLLM_GEMM and the accepted values.
+GemmBackend gemm_backend();
+
+// "auto" -> the preferred compiled-in backend; "onednn"/"openblas"/"naive" ->
+// that backend. `what` names the source of the text in the error message.
+GemmBackend parse_gemm_backend(std::string_view text, std::string_view what = "CLLM_GEMM");
+
+std::string_view gemm_backend_name(GemmBackend backend);
+bool gemm_backend_available(GemmBackend backend);
+std::vector<GemmBackend> available_gemm_backends();
 
 }  // namespace cllm::kernels

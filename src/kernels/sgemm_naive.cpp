@@ -12,12 +12,10 @@ void sgemm_naive(const GemmShape& s, const float* a, const float* b, float* c) {
         acc += static_cast<double>(av) * static_cast<double>(bv);
       }
       float& out = c[i * s.ldc + j];
+      // beta == 0 overwrites C without reading it, as BLAS does (C may hold NaN).
       out = static_cast<float>(static_cast<double>(s.alpha) * acc) + (s.beta == 0.0f ? 0.0f : s.beta * out);
     }
   }
 }
-
-// Until the BLAS backends land, sgemm is the naive loop.
-void sgemm(const GemmShape& s, const float* a, const float* b, float* c) { sgemm_naive(s, a, b, c); }
 
 }  // namespace cllm::kernels

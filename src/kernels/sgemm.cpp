@@ -1,0 +1,93 @@
+#include <cassert>
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+
+#include "kernels/sgemm.h"
+#include "kernels/sgemm_backends.h"
+
+namespace cllm::kernels {
+namespace {
+
+// The order auto prefers, fastest first, from `cllm bench gemm` on the model
+// shapes at 1 and 2 concurrent callers (see the commit introducing it).
+constexpr GemmBackend kPreference[] = {GemmBackend::onednn, GemmBackend::openblas, GemmBackend::naive};
+
+[[maybe_unused]] bool well_formed(const GemmShape& s) {
+  const int a_cols = s.trans_a ? s.m : s.k;
+  const int b_cols = s.trans_b ? s.k : s.n;
+  return s.m >= 0 && s.n >= 0 && s.k >= 0 && s.lda >= a_cols && s.ldb >= b_cols && s.ldc >= s.n;
+}
+
+}  // namespace
+
+std::string_view gemm_backend_name(GemmBackend backend) {
+  switch (backend) {
+    case GemmBackend::naive: return "naive";
+    case GemmBackend::openblas: return "openblas";
+    case GemmBackend::onednn: return "onednn";
+  }
+  return "unknown";
+}
+
+bool gemm_backend_available(GemmBackend backend) {
+  switch (backend) {
+    case GemmBackend::naive: return true;
+    case GemmBackend::openblas: return CLLM_HAVE_OPENBLAS != 0;
+    case GemmBackend::onednn: return CLLM_HAVE_ONEDNN != 0;
+  }
+  return false;
+}
+
+std::vector<GemmBackend> available_gemm_backends() {
+  std::vector<GemmBackend> out;
+  for (GemmBackend b : kPreference) {
+    if (gemm_backend_available(b)) out.push_back(b);
+  }
+  return out;
+}
+
+GemmBackend parse_gemm_backend(std::string_view text, std::string_view what) {
+  if (text == "auto") return available_gemm_backends().front();
+  for (GemmBackend b : kPreference) {
+    if (text != gemm_backend_name(b)) continue;
+    if (!gemm_backend_available(b)) {
+      throw std::invalid_argument(std::string(what) + "=" + std::string(text) +
+                                  ": this build of cllm has no such sgemm backend (its library was not found at "
+                                  "configure time)");
+    }
+    return b;
+  }
+  throw std::invalid_argument(std::string(what) + "='" + std::string(text) +
+                              "' is not a sgemm backend: expected auto, onednn, openblas or naive");
+}
+
+GemmBackend gemm_backend() {
+  static const GemmBackend chosen = [] {
+    const char* env = std::getenv("CLLM_GEMM");
+    return parse_gemm_backend(env != nullptr && *env != '\0' ? env : "auto");
+  }();
+  return chosen;
+}
+
+void sgemm(GemmBackend backend, const GemmShape& s, const float* a, const float* b, float* c) {
+  assert(well_formed(s));
+  if (s.m == 0 || s.n == 0) return;
+  // k == 0 only scales C; the BLAS libraries disagree on lda checks there.
+  if (s.k == 0 || backend == GemmBackend::naive) return sgemm_naive(s, a, b, c);
+  switch (backend) {
+#if CLLM_HAVE_ONEDNN
+    case GemmBackend::onednn: return detail::sgemm_onednn(s, a, b, c);
+#endif
+#if CLLM_HAVE_OPENBLAS
+    case GemmBackend::openblas: return detail::sgemm_openblas(s, a, b, c);
+#endif
+    default:
+      throw std::invalid_argument("sgemm: backend '" + std::string(gemm_backend_name(backend)) +
+                                  "' is not compiled into this build");
+  }
+}
+
+void sgemm(const GemmShape& s, const float* a, const float* b, float* c) { sgemm(gemm_backend(), s, a, b, c); }
+
+}  // namespace cllm::kernels

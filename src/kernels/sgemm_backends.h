@@ -1,0 +1,13 @@
+// The BLAS backends behind sgemm(); each is compiled only when its library
+// was found (CLLM_HAVE_ONEDNN / CLLM_HAVE_OPENBLAS). Same contract as sgemm():
+// a well-formed shape with m, n, k > 0, computed on the calling thread only.
+#pragma once
+
+#include "kernels/sgemm.h"
+
+namespace cllm::kernels::detail {
+
+void sgemm_onednn(const GemmShape& s, const float* a, const float* b, float* c);
+void sgemm_openblas(const GemmShape& s, const float* a, const float* b, float* c);
+
+}  // namespace cllm::kernels::detail

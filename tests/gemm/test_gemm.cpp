@@ -1,0 +1,184 @@
+// Every compiled sgemm backend against sgemm_naive: odd shapes, all four
+// transpose combinations, alpha/beta, padded leading dimensions, concurrent
+// callers, and no threads of its own.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "kernels/sgemm.h"
+
+namespace k = cllm::kernels;
+
+namespace {
+
+struct Matrices {
+  k::GemmShape shape;
+  std::vector<float> a, b, c;
+};
+
+// Fills A, B and C (including the padding past each row's width) with values
+// in [-1, 1]; the padding of C must survive the product untouched.
+Matrices make_problem(bool trans_a, bool trans_b, int m, int n, int k, float alpha, float beta, int pad,
+                      unsigned seed) {
+  Matrices p;
+  k::GemmShape& s = p.shape;
+  s.trans_a = trans_a;
+  s.trans_b = trans_b;
+  s.m = m;
+  s.n = n;
+  s.k = k;
+  s.alpha = alpha;
+  s.beta = beta;
+  const int a_rows = trans_a ? k : m, a_cols = trans_a ? m : k;
+  const int b_rows = trans_b ? n : k, b_cols = trans_b ? k : n;
+  s.lda = a_cols + pad;
+  s.ldb = b_cols + pad;
+  s.ldc = n + pad;
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  auto fill = [&](std::vector<float>& v, std::size_t size) {
+    v.resize(size);
+    for (float& x : v) x = dist(rng);
+  };
+  fill(p.a, static_cast<std::size_t>(a_rows) * s.lda);
+  fill(p.b, static_cast<std::size_t>(b_rows) * s.ldb);
+  fill(p.c, static_cast<std::size_t>(m) * s.ldc);
+  return p;
+}
+
+// Float rounding of a k-term dot product with |terms| <= 1, plus the beta term.
+float tolerance(const k::GemmShape& s) {
+  return 1e-5f * (std::fabs(s.alpha) * static_cast<float>(s.k) + std::fabs(s.beta) + 1.0f);
+}
+
+void expect_matches_naive(k::GemmBackend backend, Matrices p) {
+  std::vector<float> expected = p.c;
+  k::sgemm_naive(p.shape, p.a.data(), p.b.data(), expected.data());
+  k::sgemm(backend, p.shape, p.a.data(), p.b.data(), p.c.data());
+  const float tol = tolerance(p.shape);
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    ASSERT_NEAR(p.c[i], expected[i], tol) << "element " << i << " (row " << i / p.shape.ldc << ", col "
+                                          << i % p.shape.ldc << ", ldc " << p.shape.ldc << ")";
+  }
+}
+
+std::string describe(const k::GemmShape& s) {
+  return std::string(s.trans_a ? "T" : "N") + (s.trans_b ? "T" : "N") + " m=" + std::to_string(s.m) +
+         " n=" + std::to_string(s.n) + " k=" + std::to_string(s.k) + " alpha=" + std::to_string(s.alpha) +
+         " beta=" + std::to_string(s.beta) + " lda=" + std::to_string(s.lda);
+}
+
+int thread_count() {
+  int n = 0;
+  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/task")) ++n;
+  return n;
+}
+
+class GemmBackendTest : public ::testing::TestWithParam<k::GemmBackend> {};
+
+TEST_P(GemmBackendTest, MatchesNaiveOnOddShapesAllTransposesAlphaBetaAndPadding) {
+  struct Dims { int m, n, k; };
+  const Dims dims[] = {{1, 1, 1}, {7, 5, 3}, {33, 17, 65}, {64, 96, 48}, {129, 31, 257}, {3, 200, 9}};
+  struct Scale { float alpha, beta; };
+  const Scale scales[] = {{1.0f, 0.0f}, {0.5f, -1.5f}, {-2.0f, 1.0f}};
+  unsigned seed = 1;
+  for (const Dims& d : dims) {
+    for (int trans = 0; trans < 4; ++trans) {
+      for (const Scale& sc : scales) {
+        for (int pad : {0, 5}) {
+          Matrices p = make_problem(trans & 1, trans & 2, d.m, d.n, d.k, sc.alpha, sc.beta, pad, seed++);
+          SCOPED_TRACE(describe(p.shape));
+          expect_matches_naive(GetParam(), std::move(p));
+          if (HasFatalFailure()) return;
+        }
+      }
+    }
+  }
+}
+
+TEST_P(GemmBackendTest, BetaZeroOverwritesNaNInC) {
+  Matrices p = make_problem(false, true, 9, 11, 13, 1.0f, 0.0f, 2, 7);
+  for (int i = 0; i < p.shape.m; ++i) {
+    for (int j = 0; j < p.shape.n; ++j) p.c[i * p.shape.ldc + j] = std::numeric_limits<float>::quiet_NaN();
+  }
+  expect_matches_naive(GetParam(), std::move(p));
+}
+
+TEST_P(GemmBackendTest, EmptyInnerDimensionOnlyScalesC) {
+  Matrices p = make_problem(false, false, 4, 6, 0, 1.0f, 0.5f, 1, 3);
+  std::vector<float> expected = p.c;
+  for (int i = 0; i < 4; ++i) {
+    for (int j = 0; j < 6; ++j) expected[i * p.shape.ldc + j] *= 0.5f;
+  }
+  k::sgemm(GetParam(), p.shape, p.a.data(), p.b.data(), p.c.data());
+  EXPECT_EQ(p.c, expected);
+}
+
+TEST_P(GemmBackendTest, FourConcurrentCallersGetCorrectResults) {
+  constexpr int kThreads = 4, kRepeats = 20;
+  std::vector<Matrices> problems;
+  std::vector<std::vector<float>> expected;
+  for (int t = 0; t < kThreads; ++t) {
+    problems.push_back(make_problem(t & 1, t & 2, 96 + t, 80 - t, 112 + 3 * t, 1.0f, 0.0f, t, 100 + t));
+    expected.push_back(problems.back().c);
+    const Matrices& p = problems.back();
+    k::sgemm_naive(p.shape, p.a.data(), p.b.data(), expected.back().data());
+  }
+  std::vector<int> mismatches(kThreads, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      Matrices& p = problems[t];
+      const float tol = tolerance(p.shape);
+      for (int r = 0; r < kRepeats; ++r) {
+        k::sgemm(GetParam(), p.shape, p.a.data(), p.b.data(), p.c.data());
+        for (std::size_t i = 0; i < p.c.size(); ++i) mismatches[t] += std::fabs(p.c[i] - expected[t][i]) > tol;
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  for (int t = 0; t < kThreads; ++t) EXPECT_EQ(mismatches[t], 0) << "caller " << t;
+}
+
+// A backend computes on the calling thread: a product big enough for the
+// library to parallelize leaves the process with as many threads as before
+// (OpenMP and OpenBLAS keep the threads they start, so any would show).
+TEST_P(GemmBackendTest, StartsNoThreads) {
+  Matrices p = make_problem(false, false, 256, 256, 256, 1.0f, 0.0f, 0, 11);
+  const int before = thread_count();
+  for (int r = 0; r < 3; ++r) k::sgemm(GetParam(), p.shape, p.a.data(), p.b.data(), p.c.data());
+  std::thread other([&] { k::sgemm(GetParam(), p.shape, p.a.data(), p.b.data(), p.c.data()); });
+  other.join();
+  EXPECT_EQ(thread_count(), before);
+}
+
+INSTANTIATE_TEST_SUITE_P(Compiled, GemmBackendTest, ::testing::ValuesIn(k::available_gemm_backends()),
+                         [](const auto& param_info) { return std::string(k::gemm_backend_name(param_info.param)); });
+
+TEST(GemmBackendChoice, NamesParseAndAutoPicksACompiledBackend) {
+  for (k::GemmBackend b : k::available_gemm_backends()) EXPECT_EQ(k::parse_gemm_backend(k::gemm_backend_name(b)), b);
+  EXPECT_TRUE(k::gemm_backend_available(k::parse_gemm_backend("auto")));
+  EXPECT_EQ(k::parse_gemm_backend("auto"), k::available_gemm_backends().front());
+  EXPECT_TRUE(k::gemm_backend_available(k::GemmBackend::naive));
+}
+
+TEST(GemmBackendChoice, BadNameIsAClearError) {
+  try {
+    k::parse_gemm_backend("mkl");
+    FAIL() << "expected std::invalid_argument";
+  } catch (const std::invalid_argument& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("CLLM_GEMM"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("mkl"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("expected auto, onednn, openblas or naive"), std::string::npos) << msg;
+  }
+}
+
+}  // namespace
