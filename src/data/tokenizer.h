@@ -1,0 +1,92 @@
+// Tokenizers: `byte` (vocab 256, token = byte value) and `gpt2` (GPT-2's
+// byte-level BPE read from the standard encoder.json and vocab.bpe files).
+// Text is bytes (UTF-8 expected for gpt2); decode returns bytes, so decoding
+// a token run that splits a multi-byte character yields partial UTF-8.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace cllm::data {
+
+class Tokenizer {
+ public:
+  virtual ~Tokenizer() = default;
+  virtual std::string name() const = 0;
+  virtual int vocab_size() const = 0;
+  // Thread-safe.
+  virtual std::vector<std::int32_t> encode(std::string_view text) const = 0;
+  // Throws std::invalid_argument on an id outside the vocabulary.
+  virtual std::string decode(std::span<const std::int32_t> tokens) const = 0;
+  // Tokens placed between documents (files of a directory): byte: "\n",
+  // gpt2: <|endoftext|> (50256).
+  virtual std::vector<std::int32_t> document_separator() const = 0;
+  // Whether `text` is acceptable input: byte accepts any bytes, gpt2
+  // requires valid UTF-8.
+  virtual bool requires_utf8() const = 0;
+};
+
+class ByteTokenizer final : public Tokenizer {
+ public:
+  std::string name() const override { return "byte"; }
+  int vocab_size() const override { return 256; }
+  std::vector<std::int32_t> encode(std::string_view text) const override;
+  std::string decode(std::span<const std::int32_t> tokens) const override;
+  std::vector<std::int32_t> document_separator() const override { return {'\n'}; }
+  bool requires_utf8() const override { return false; }
+};
+
+// GPT-2 byte-level BPE, matching OpenAI's encoder.py: text is split by the
+// GPT-2 pattern
+//   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+// (implemented by hand over code points; \p{L}/\p{N} are Unicode general
+// categories from ICU, \s is JavaScript's white space set, as in the
+// gpt-3-encoder npm package the tests compare against), each piece's bytes
+// are merged by rank. Special tokens in the text are not recognised: the
+// string "<|endoftext|>" encodes as ordinary text, as in encoder.py.
+// Invalid UTF-8 bytes become one-byte pieces of their own.
+class Gpt2Tokenizer final : public Tokenizer {
+ public:
+  // Throws std::runtime_error naming the file when a file is missing, not
+  // JSON / not a {string: id} object, ids repeat or are negative, the byte
+  // alphabet is incomplete, or a merges line is not two known symbols whose
+  // concatenation is in the vocabulary.
+  static std::unique_ptr<Gpt2Tokenizer> load(const std::filesystem::path& encoder_json,
+                                             const std::filesystem::path& vocab_bpe);
+
+  std::string name() const override { return "gpt2"; }
+  int vocab_size() const override { return static_cast<int>(id_to_bytes_.size()); }
+  std::vector<std::int32_t> encode(std::string_view text) const override;
+  std::string decode(std::span<const std::int32_t> tokens) const override;
+  std::vector<std::int32_t> document_separator() const override;
+  bool requires_utf8() const override { return true; }
+
+  // The pre-tokenizer alone (exposed for tests): the pieces of `text`.
+  static std::vector<std::string_view> split(std::string_view text);
+
+ private:
+  Gpt2Tokenizer() = default;
+  void bpe(std::string_view piece, std::vector<std::int32_t>& out) const;
+
+  std::vector<std::string> id_to_bytes_;                   // raw bytes of each id
+  std::int32_t byte_token_[256] = {};                      // id of each single byte
+  std::unordered_map<std::uint64_t, std::pair<std::int32_t, std::int32_t>> merges_;  // (left,right) -> (rank, merged id)
+  std::int32_t end_of_text_ = -1;
+  mutable std::mutex cache_mutex_;
+  mutable std::unordered_map<std::string, std::vector<std::int32_t>> cache_;
+};
+
+// "byte" or "gpt2" (which needs both file paths); throws std::invalid_argument
+// on another name or a missing path.
+std::unique_ptr<Tokenizer> make_tokenizer(std::string_view name,
+                                          const std::filesystem::path& encoder_json = {},
+                                          const std::filesystem::path& vocab_bpe = {});
+
+}  // namespace cllm::data
