@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -82,6 +83,10 @@ class Gpt2Tokenizer final : public Tokenizer {
   mutable std::mutex cache_mutex_;
   mutable std::unordered_map<std::string, std::vector<std::int32_t>> cache_;
 };
+
+// Byte offset of the first invalid UTF-8 sequence (overlong, surrogate, past
+// U+10FFFF, truncated or stray continuation byte), or nullopt when valid.
+std::optional<std::size_t> find_invalid_utf8(std::string_view text);
 
 // "byte" or "gpt2" (which needs both file paths); throws std::invalid_argument
 // on another name or a missing path.

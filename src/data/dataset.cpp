@@ -1,0 +1,190 @@
+#include "data/dataset.h"
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include "data/file_io.h"
+
+namespace cllm::data {
+namespace fs = std::filesystem;
+
+namespace {
+
+// Text files are read whole; this only guards against absurd inputs.
+constexpr std::uint64_t kMaxTextFileBytes = 64ull << 30;
+
+// Why `text` is not acceptable input for the tokenizer, or "" when it is.
+std::string text_problem(std::string_view text, const Tokenizer& tokenizer) {
+  if (const std::size_t nul = text.find('\0'); nul != std::string_view::npos)
+    return fmt::format("contains a NUL byte at offset {}: binary data, not text", nul);
+  if (tokenizer.requires_utf8())
+    if (const auto bad = find_invalid_utf8(text))
+      return fmt::format("is not valid UTF-8 (first bad byte at offset {}), which the {} tokenizer needs", *bad,
+                         tokenizer.name());
+  return "";
+}
+
+// The regular files directly in `dir` (symlinks followed), sorted by name,
+// each target once.
+std::vector<fs::path> directory_files(const fs::path& dir) {
+  std::vector<fs::path> entries;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    std::error_code status_ec;
+    if (fs::is_regular_file(it->path(), status_ec)) entries.push_back(it->path());
+  }
+  if (ec) throw file_error(dir, "cannot list directory: " + ec.message());
+  std::sort(entries.begin(), entries.end());
+  std::set<fs::path> targets;
+  std::vector<fs::path> files;
+  for (const fs::path& p : entries) {
+    std::error_code canon_ec;
+    const fs::path target = fs::canonical(p, canon_ec);
+    if (targets.insert(canon_ec ? p : target).second) files.push_back(p);
+  }
+  return files;
+}
+
+std::string tokenizer_vocab_mismatch(std::uint32_t file_vocab, const Tokenizer& tokenizer) {
+  return fmt::format("token file has vocabulary size {} but the {} tokenizer has {} (tokenized with another "
+                     "tokenizer?)", file_vocab, tokenizer.name(), tokenizer.vocab_size());
+}
+
+}  // namespace
+
+LoadedTokens load_tokens(const fs::path& path, const Tokenizer& tokenizer) {
+  const auto vocab = static_cast<std::uint32_t>(tokenizer.vocab_size());
+  std::error_code ec;
+  const fs::file_status status = fs::status(path, ec);
+  if (!fs::exists(status)) throw file_error(path, "no such file or directory");
+
+  if (!fs::is_directory(status)) {
+    if (path.extension() == ".tok" || is_token_file(path)) {
+      LoadedTokens loaded{read_token_file(path), {path}, {}};
+      if (loaded.tokens.vocab_size() != vocab)
+        throw file_error(path, tokenizer_vocab_mismatch(loaded.tokens.vocab_size(), tokenizer));
+      if (loaded.tokens.size() == 0) throw file_error(path, "token file holds no tokens");
+      return loaded;
+    }
+    const std::string text = InputFile::open(path).read_all(kMaxTextFileBytes);
+    if (text.empty()) throw file_error(path, "is empty");
+    if (const std::string problem = text_problem(text, tokenizer); !problem.empty()) throw file_error(path, problem);
+    LoadedTokens loaded{TokenArray(vocab), {path}, {}};
+    loaded.tokens.append(tokenizer.encode(text));
+    return loaded;
+  }
+
+  LoadedTokens loaded{TokenArray(vocab), {}, {}};
+  const std::vector<std::int32_t> separator = tokenizer.document_separator();
+  for (const fs::path& file : directory_files(path)) {
+    const std::string text = InputFile::open(file).read_all(kMaxTextFileBytes);
+    if (text.empty()) continue;
+    if (!text_problem(text, tokenizer).empty()) {
+      loaded.skipped.push_back(file);
+      continue;
+    }
+    if (!loaded.files.empty()) loaded.tokens.append(separator);
+    loaded.tokens.append(tokenizer.encode(text));
+    loaded.files.push_back(file);
+  }
+  if (loaded.files.empty())
+    throw file_error(path, fmt::format("directory has no non-empty text files ({} skipped as binary{})",
+                                       loaded.skipped.size(), tokenizer.requires_utf8() ? " or not UTF-8" : ""));
+  return loaded;
+}
+
+Dataset Dataset::load(const DatasetOptions& options, const Tokenizer& tokenizer) {
+  Dataset ds;
+  LoadedTokens data = load_tokens(options.data, tokenizer);
+  ds.skipped = std::move(data.skipped);
+  auto all = std::make_shared<const TokenArray>(std::move(data.tokens));
+  const std::uint64_t n = all->size();
+  const std::string name = options.data.string();
+  if (!options.val_data.empty()) {
+    LoadedTokens val = load_tokens(options.val_data, tokenizer);
+    ds.skipped.insert(ds.skipped.end(), val.skipped.begin(), val.skipped.end());
+    const std::uint64_t n_val = val.tokens.size();
+    ds.train = {all, 0, n, fmt::format("training data '{}'", name)};
+    ds.validation = {std::make_shared<const TokenArray>(std::move(val.tokens)), 0, n_val,
+                     fmt::format("validation data '{}'", options.val_data.string())};
+    return ds;
+  }
+  if (!(options.val_fraction >= 0.0 && options.val_fraction < 1.0))
+    throw std::invalid_argument(fmt::format("validation fraction {} is not in [0, 1)", options.val_fraction));
+  const auto n_val = static_cast<std::uint64_t>(std::floor(static_cast<double>(n) * options.val_fraction));
+  ds.train = {all, 0, n - n_val, fmt::format("training split of '{}'", name)};
+  ds.validation = {all, n - n_val, n_val,
+                   fmt::format("validation split of '{}' (last {:g}% of its tokens)", name, options.val_fraction * 100)};
+  return ds;
+}
+
+DataOrder parse_data_order(std::string_view name) {
+  if (name == "sequential") return DataOrder::sequential;
+  if (name == "shuffled") return DataOrder::shuffled;
+  throw std::invalid_argument(fmt::format("unknown data order '{}' (expected shuffled or sequential)", name));
+}
+
+namespace {
+
+std::uint64_t splitmix64(std::uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+// A keyed bijection of [0, size): a balanced Feistel network over the
+// smallest even number of bits covering size, cycle-walked back into range
+// (at most ~4 rounds of walking on average since 2^bits < 4 * size).
+std::uint64_t permute(std::uint64_t x, std::uint64_t size, std::uint64_t key) {
+  unsigned bits = 2;
+  while (bits < 64 && (std::uint64_t{1} << bits) < size) bits += 2;
+  const unsigned half = bits / 2;
+  const std::uint64_t mask = (std::uint64_t{1} << half) - 1;
+  do {
+    std::uint64_t left = x >> half, right = x & mask;
+    for (std::uint64_t round = 0; round < 4; ++round) {
+      const std::uint64_t f = splitmix64(right ^ key ^ (round * 0xD1B54A32D192ED03ull)) & mask;
+      const std::uint64_t new_right = left ^ f;
+      left = right;
+      right = new_right;
+    }
+    x = (left << half) | right;
+  } while (x >= size);
+  return x;
+}
+
+}  // namespace
+
+BatchSampler::BatchSampler(TokenSpan tokens, int seq_len, DataOrder order, std::uint64_t seed)
+    : tokens_(std::move(tokens)), seq_len_(seq_len), order_(order), seed_(seed), windows_(0) {
+  if (seq_len < 1) throw std::invalid_argument(fmt::format("sequence length {} must be at least 1", seq_len));
+  if (!tokens_.tokens || tokens_.begin + tokens_.size > tokens_.tokens->size())
+    throw std::invalid_argument("batch sampler: token span outside its array");
+  const auto t = static_cast<std::uint64_t>(seq_len);
+  if (tokens_.size < t + 1)
+    throw std::runtime_error(fmt::format("{} has {} tokens; sequences of {} tokens need at least {}",
+                                         tokens_.source, tokens_.size, seq_len, t + 1));
+  windows_ = (tokens_.size - 1) / t;
+}
+
+std::uint64_t BatchSampler::window_start(std::uint64_t sequence_index) const {
+  const std::uint64_t epoch = sequence_index / windows_;
+  const std::uint64_t position = sequence_index % windows_;
+  const std::uint64_t window =
+      order_ == DataOrder::sequential ? position : permute(position, windows_, splitmix64(seed_ ^ splitmix64(epoch)));
+  return window * static_cast<std::uint64_t>(seq_len_);
+}
+
+void BatchSampler::fill(std::uint64_t sequence_index, std::int32_t* inputs, std::int32_t* targets) const {
+  const std::uint64_t start = tokens_.begin + window_start(sequence_index);
+  const auto t = static_cast<std::size_t>(seq_len_);
+  tokens_.tokens->copy_to(start, t, inputs);
+  tokens_.tokens->copy_to(start + 1, t, targets);
+}
+
+}  // namespace cllm::data

@@ -1,0 +1,361 @@
+#include "data/tokenizer.h"
+
+#include <algorithm>
+#include <queue>
+#include <stdexcept>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <unicode/uchar.h>
+
+#include "data/file_io.h"
+
+namespace cllm::data {
+namespace fs = std::filesystem;
+
+std::vector<std::int32_t> ByteTokenizer::encode(std::string_view text) const {
+  std::vector<std::int32_t> out(text.size());
+  std::transform(text.begin(), text.end(), out.begin(), [](char c) { return static_cast<unsigned char>(c); });
+  return out;
+}
+
+std::string ByteTokenizer::decode(std::span<const std::int32_t> tokens) const {
+  std::string out(tokens.size(), '\0');
+  for (std::size_t i = 0; i < tokens.size(); ++i) {
+    if (tokens[i] < 0 || tokens[i] > 255)
+      throw std::invalid_argument(fmt::format("byte tokenizer: token {} is outside the vocabulary [0, 256)", tokens[i]));
+    out[i] = static_cast<char>(tokens[i]);
+  }
+  return out;
+}
+
+namespace {
+
+// ---- UTF-8 and the character classes of the GPT-2 pattern ----
+
+enum class CharClass { letter, number, space, other };
+
+struct CodePoint {
+  char32_t value;    // meaningful only when valid
+  std::size_t size;  // bytes; 1 for an invalid byte
+  CharClass cls;
+};
+
+// JavaScript's \s (WhiteSpace and LineTerminator), as the reference encoder uses.
+bool is_js_space(char32_t c) {
+  return (c >= 0x09 && c <= 0x0D) || c == 0x20 || c == 0xA0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200A) ||
+         c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000 || c == 0xFEFF;
+}
+
+CharClass classify(char32_t c) {
+  if (is_js_space(c)) return CharClass::space;
+  const auto mask = U_GET_GC_MASK(static_cast<UChar32>(c));
+  if (mask & U_GC_L_MASK) return CharClass::letter;
+  if (mask & U_GC_N_MASK) return CharClass::number;
+  return CharClass::other;
+}
+
+// Strict UTF-8 decoding (no overlongs, surrogates or values past U+10FFFF);
+// size 0 when the bytes at `pos` are not a valid sequence.
+std::pair<char32_t, std::size_t> decode_utf8(std::string_view s, std::size_t pos) {
+  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(s[i]); };
+  const unsigned char b0 = byte(pos);
+  if (b0 < 0x80) return {b0, 1};
+  std::size_t len;
+  char32_t c, min;
+  if ((b0 & 0xE0) == 0xC0) len = 2, c = b0 & 0x1F, min = 0x80;
+  else if ((b0 & 0xF0) == 0xE0) len = 3, c = b0 & 0x0F, min = 0x800;
+  else if ((b0 & 0xF8) == 0xF0) len = 4, c = b0 & 0x07, min = 0x10000;
+  else return {0, 0};
+  if (s.size() - pos < len) return {0, 0};
+  for (std::size_t i = 1; i < len; ++i) {
+    if ((byte(pos + i) & 0xC0) != 0x80) return {0, 0};
+    c = (c << 6) | (byte(pos + i) & 0x3F);
+  }
+  if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) return {0, 0};
+  return {c, len};
+}
+
+CodePoint code_point_at(std::string_view s, std::size_t pos) {
+  const auto [c, len] = decode_utf8(s, pos);
+  if (len == 0) return {0, 1, CharClass::other};
+  return {c, len, classify(c)};
+}
+
+// ---- GPT-2's byte <-> printable code point table (bytes_to_unicode) ----
+
+struct ByteAlphabet {
+  char32_t to_code_point[256];
+  std::unordered_map<char32_t, unsigned char> to_byte;
+  ByteAlphabet() {
+    int n = 0;
+    for (int b = 0; b < 256; ++b) {
+      const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+      to_code_point[b] = printable ? static_cast<char32_t>(b) : static_cast<char32_t>(256 + n++);
+      to_byte[to_code_point[b]] = static_cast<unsigned char>(b);
+    }
+  }
+};
+
+const ByteAlphabet& byte_alphabet() {
+  static const ByteAlphabet alphabet;
+  return alphabet;
+}
+
+// The raw bytes a vocabulary symbol stands for, or nullopt when it contains a
+// character outside the byte alphabet (or invalid UTF-8).
+std::optional<std::string> symbol_bytes(std::string_view symbol) {
+  const ByteAlphabet& alphabet = byte_alphabet();
+  std::string bytes;
+  for (std::size_t pos = 0; pos < symbol.size();) {
+    const auto [c, len] = decode_utf8(symbol, pos);
+    if (len == 0) return std::nullopt;
+    const auto it = alphabet.to_byte.find(c);
+    if (it == alphabet.to_byte.end()) return std::nullopt;
+    bytes.push_back(static_cast<char>(it->second));
+    pos += len;
+  }
+  return bytes;
+}
+
+std::uint64_t pair_key(std::int32_t left, std::int32_t right) {
+  return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(left)) << 32) | static_cast<std::uint32_t>(right);
+}
+
+// Longer pieces are not cached: they are rare and would bloat the cache.
+constexpr std::size_t kMaxCachedPieceBytes = 64;
+constexpr std::size_t kMaxCacheEntries = 1 << 16;
+
+}  // namespace
+
+std::vector<std::string_view> Gpt2Tokenizer::split(std::string_view text) {
+  std::vector<std::string_view> pieces;
+  const std::size_t n = text.size();
+  std::size_t pos = 0;
+  // End of the run of `cls` code points starting at `from`.
+  const auto run_end = [&](std::size_t from, CharClass cls) {
+    while (from < n) {
+      const CodePoint c = code_point_at(text, from);
+      if (c.cls != cls) break;
+      from += c.size;
+    }
+    return from;
+  };
+  while (pos < n) {
+    const CodePoint c = code_point_at(text, pos);
+    std::size_t end = pos;
+    // 's|'t|'re|'ve|'m|'ll|'d
+    if (c.value == '\'' && c.size == 1 && pos + 1 < n) {
+      const std::string_view rest = text.substr(pos + 1, 2);
+      if (rest.starts_with("re") || rest.starts_with("ve") || rest.starts_with("ll")) end = pos + 3;
+      else if (std::string_view("stmd").find(rest[0]) != std::string_view::npos) end = pos + 2;
+    }
+    if (end == pos && c.cls != CharClass::space) {
+      // ?\p{L}+ | ?\p{N}+ | ?[^\s\p{L}\p{N}]+ : the class of the first code point decides.
+      end = run_end(pos, c.cls);
+    } else if (end == pos && c.value == ' ' && pos + 1 < n) {
+      const CodePoint next = code_point_at(text, pos + 1);
+      if (next.cls != CharClass::space) end = run_end(pos + 1, next.cls);
+    }
+    if (end == pos) {
+      // \s+(?!\S)|\s+ : a whitespace run, less its last code point when a
+      // non-space follows it and it is longer than one.
+      end = run_end(pos, CharClass::space);
+      if (end < n) {
+        std::size_t last = pos;
+        for (std::size_t p = pos; p < end; p += code_point_at(text, p).size) last = p;
+        if (last > pos) end = last;
+      }
+    }
+    pieces.push_back(text.substr(pos, end - pos));
+    pos = end;
+  }
+  return pieces;
+}
+
+std::unique_ptr<Gpt2Tokenizer> Gpt2Tokenizer::load(const fs::path& encoder_json, const fs::path& vocab_bpe) {
+  constexpr std::uint64_t kMaxFileBytes = 256u << 20;
+  std::unique_ptr<Gpt2Tokenizer> tok(new Gpt2Tokenizer());
+
+  const nlohmann::json encoder =
+      nlohmann::json::parse(InputFile::open(encoder_json).read_all(kMaxFileBytes), nullptr, false);
+  if (encoder.is_discarded()) throw file_error(encoder_json, "is not valid JSON (expected GPT-2's encoder.json)");
+  if (!encoder.is_object() || encoder.empty())
+    throw file_error(encoder_json, "is not a non-empty JSON object of {symbol: id}");
+  const std::size_t vocab = encoder.size();
+  if (vocab > static_cast<std::size_t>(INT32_MAX)) throw file_error(encoder_json, "vocabulary too large");
+  tok->id_to_bytes_.resize(vocab);
+  std::vector<bool> seen(vocab, false);
+  std::unordered_map<std::string, std::int32_t> bytes_to_id;
+  for (const auto& [symbol, id_json] : encoder.items()) {
+    if (!id_json.is_number_integer())
+      throw file_error(encoder_json, fmt::format("id of symbol '{}' is not an integer", symbol));
+    const std::int64_t id = id_json.get<std::int64_t>();
+    if (id < 0 || static_cast<std::uint64_t>(id) >= vocab)
+      throw file_error(encoder_json, fmt::format("id {} of symbol '{}' is outside [0, {}) (ids must be 0..N-1)",
+                                                 id, symbol, vocab));
+    if (seen[static_cast<std::size_t>(id)]) throw file_error(encoder_json, fmt::format("id {} appears twice", id));
+    seen[static_cast<std::size_t>(id)] = true;
+    std::optional<std::string> bytes = symbol_bytes(symbol);
+    if (!bytes || bytes->empty())
+      throw file_error(encoder_json, fmt::format("symbol '{}' is not in GPT-2's byte alphabet", symbol));
+    if (!bytes_to_id.emplace(*bytes, static_cast<std::int32_t>(id)).second)
+      throw file_error(encoder_json, fmt::format("symbol '{}' appears twice", symbol));
+    tok->id_to_bytes_[static_cast<std::size_t>(id)] = std::move(*bytes);
+  }
+  for (int b = 0; b < 256; ++b) {
+    const auto it = bytes_to_id.find(std::string(1, static_cast<char>(b)));
+    if (it == bytes_to_id.end())
+      throw file_error(encoder_json, fmt::format("has no symbol for byte {} (incomplete byte alphabet)", b));
+    tok->byte_token_[b] = it->second;
+  }
+  if (const auto it = bytes_to_id.find("<|endoftext|>"); it != bytes_to_id.end()) tok->end_of_text_ = it->second;
+
+  const std::string merges = InputFile::open(vocab_bpe).read_all(kMaxFileBytes);
+  std::size_t line_no = 0;
+  std::int32_t rank = 0;
+  for (std::size_t pos = 0; pos < merges.size();) {
+    std::size_t eol = merges.find('\n', pos);
+    if (eol == std::string::npos) eol = merges.size();
+    std::string_view line(merges.data() + pos, eol - pos);
+    pos = eol + 1;
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.empty() || (line_no == 1 && line.starts_with("#"))) continue;  // "#version: 0.2"
+    const std::size_t space = line.find(' ');
+    if (space == std::string_view::npos || space == 0 || space + 1 == line.size() ||
+        line.find(' ', space + 1) != std::string_view::npos)
+      throw file_error(vocab_bpe, fmt::format("line {}: expected two symbols separated by one space, got '{}'",
+                                              line_no, line));
+    std::int32_t ids[3];
+    std::string joined;
+    const std::string_view parts[2] = {line.substr(0, space), line.substr(space + 1)};
+    for (int i = 0; i < 2; ++i) {
+      const std::optional<std::string> bytes = symbol_bytes(parts[i]);
+      const auto it = bytes ? bytes_to_id.find(*bytes) : bytes_to_id.end();
+      if (it == bytes_to_id.end())
+        throw file_error(vocab_bpe, fmt::format("line {}: symbol '{}' is not in the vocabulary", line_no, parts[i]));
+      ids[i] = it->second;
+      joined += *bytes;
+    }
+    const auto merged = bytes_to_id.find(joined);
+    if (merged == bytes_to_id.end())
+      throw file_error(vocab_bpe, fmt::format("line {}: merged symbol of '{}' is not in the vocabulary", line_no, line));
+    ids[2] = merged->second;
+    if (!tok->merges_.emplace(pair_key(ids[0], ids[1]), std::pair{rank, ids[2]}).second)
+      throw file_error(vocab_bpe, fmt::format("line {}: merge '{}' appears twice", line_no, line));
+    ++rank;
+  }
+  if (rank == 0) throw file_error(vocab_bpe, "has no merges (expected GPT-2's vocab.bpe)");
+  return tok;
+}
+
+// Merges the piece's bytes by rank exactly as encoder.py does (repeatedly the
+// lowest-ranked adjacent pair, all its occurrences left to right), in
+// O(n log n): a heap of candidate pairs, one rank processed at a time.
+void Gpt2Tokenizer::bpe(std::string_view piece, std::vector<std::int32_t>& out) const {
+  const std::size_t n = piece.size();
+  std::vector<std::int32_t> sym(n);
+  std::vector<std::size_t> next(n), prev(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    sym[i] = byte_token_[static_cast<unsigned char>(piece[i])];
+    next[i] = i + 1;  // n = none
+    prev[i] = i - 1;  // wraps for i = 0: none
+  }
+  constexpr std::size_t none = static_cast<std::size_t>(-1);
+  using Candidate = std::pair<std::int32_t, std::size_t>;  // (rank, left position)
+  std::priority_queue<Candidate, std::vector<Candidate>, std::greater<>> heap;
+  const auto rank_at = [&](std::size_t i) -> std::int32_t {
+    if (i == none || i >= n || next[i] >= n) return -1;
+    const auto it = merges_.find(pair_key(sym[i], sym[next[i]]));
+    return it == merges_.end() ? -1 : it->second.first;
+  };
+  const auto push = [&](std::size_t i) {
+    if (const std::int32_t r = rank_at(i); r >= 0) heap.emplace(r, i);
+  };
+  for (std::size_t i = 0; i + 1 < n; ++i) push(i);
+  std::vector<bool> alive(n, true);
+  std::vector<std::size_t> touched;
+  while (!heap.empty()) {
+    const std::int32_t rank = heap.top().first;
+    touched.clear();
+    // All occurrences of this pair, left to right, before any pair they create.
+    while (!heap.empty() && heap.top().first == rank) {
+      const std::size_t i = heap.top().second;
+      heap.pop();
+      if (!alive[i] || rank_at(i) != rank) continue;  // stale
+      const std::size_t j = next[i];
+      sym[i] = merges_.at(pair_key(sym[i], sym[j])).second;
+      alive[j] = false;
+      next[i] = next[j];
+      if (next[j] < n) prev[next[j]] = i;
+      touched.push_back(i);
+    }
+    for (std::size_t i : touched) {
+      if (!alive[i]) continue;
+      push(i);
+      if (prev[i] != none) push(prev[i]);
+    }
+  }
+  for (std::size_t i = 0; i < n; i = next[i]) out.push_back(sym[i]);
+}
+
+std::vector<std::int32_t> Gpt2Tokenizer::encode(std::string_view text) const {
+  std::vector<std::int32_t> out;
+  out.reserve(text.size() / 3);
+  for (std::string_view piece : split(text)) {
+    const bool cacheable = piece.size() <= kMaxCachedPieceBytes;
+    if (cacheable) {
+      std::lock_guard lock(cache_mutex_);
+      if (const auto it = cache_.find(std::string(piece)); it != cache_.end()) {
+        out.insert(out.end(), it->second.begin(), it->second.end());
+        continue;
+      }
+    }
+    const std::size_t first = out.size();
+    bpe(piece, out);
+    if (cacheable) {
+      std::lock_guard lock(cache_mutex_);
+      if (cache_.size() >= kMaxCacheEntries) cache_.clear();
+      cache_.emplace(std::string(piece), std::vector<std::int32_t>(out.begin() + static_cast<std::ptrdiff_t>(first), out.end()));
+    }
+  }
+  return out;
+}
+
+std::string Gpt2Tokenizer::decode(std::span<const std::int32_t> tokens) const {
+  std::string out;
+  for (std::int32_t t : tokens) {
+    if (t < 0 || t >= vocab_size())
+      throw std::invalid_argument(fmt::format("gpt2 tokenizer: token {} is outside the vocabulary [0, {})", t, vocab_size()));
+    out += id_to_bytes_[static_cast<std::size_t>(t)];
+  }
+  return out;
+}
+
+std::optional<std::size_t> find_invalid_utf8(std::string_view text) {
+  for (std::size_t pos = 0; pos < text.size();) {
+    const std::size_t len = decode_utf8(text, pos).second;
+    if (len == 0) return pos;
+    pos += len;
+  }
+  return std::nullopt;
+}
+
+std::vector<std::int32_t> Gpt2Tokenizer::document_separator() const {
+  if (end_of_text_ < 0) return {};
+  return {end_of_text_};
+}
+
+std::unique_ptr<Tokenizer> make_tokenizer(std::string_view name, const fs::path& encoder_json,
+                                          const fs::path& vocab_bpe) {
+  if (name == "byte") return std::make_unique<ByteTokenizer>();
+  if (name == "gpt2") {
+    if (encoder_json.empty() || vocab_bpe.empty())
+      throw std::invalid_argument("the gpt2 tokenizer needs --encoder-json and --vocab-bpe (GPT-2's encoder.json and vocab.bpe)");
+    return Gpt2Tokenizer::load(encoder_json, vocab_bpe);
+  }
+  throw std::invalid_argument(fmt::format("unknown tokenizer '{}' (expected byte or gpt2)", name));
+}
+
+}  // namespace cllm::data
