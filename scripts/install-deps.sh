@@ -12,6 +12,7 @@ packages=(
   nlohmann-json3-dev   # JSON (safetensors headers, metrics)
   libfmt-dev           # formatting
   libgtest-dev         # tests
+  libicu-dev           # Unicode letter/number classes (GPT-2 pre-tokenizer)
 )
 
 missing=()
@@ -19,6 +20,9 @@ for p in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
   [[ "$status" == "install ok installed" ]] || missing+=("$p")
 done
+# node + npm run the reference GPT-2 encoder in the tokenizer test. Checked by
+# command: a NodeSource nodejs bundles npm and conflicts with Debian's npm.
+command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
 echo "Installing Debian packages: ${missing[*]}"
