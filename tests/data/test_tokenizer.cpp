@@ -1,0 +1,165 @@
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "data/tokenizer.h"
+#include "test_util.h"
+
+namespace cllm::data {
+namespace {
+
+using testing::expect_error;
+using testing::write_bytes;
+
+TEST(ByteTokenizer, RoundTripsEveryByte) {
+  const ByteTokenizer tok;
+  std::string all;
+  for (int b = 0; b < 256; ++b) all.push_back(static_cast<char>(b));
+  const std::vector<std::int32_t> ids = tok.encode(all);
+  ASSERT_EQ(ids.size(), 256u);
+  for (int b = 0; b < 256; ++b) EXPECT_EQ(ids[static_cast<std::size_t>(b)], b);
+  EXPECT_EQ(tok.decode(ids), all);
+  EXPECT_EQ(tok.vocab_size(), 256);
+  const std::vector<std::int32_t> bad = {65, 256};
+  expect_error([&] { tok.decode(bad); }, {"token 256", "[0, 256)"});
+}
+
+std::vector<std::string> split(std::string_view text) {
+  std::vector<std::string> out;
+  for (std::string_view piece : Gpt2Tokenizer::split(text)) out.emplace_back(piece);
+  return out;
+}
+
+// Expected pieces follow the GPT-2 pattern's regex semantics.
+TEST(Gpt2Split, FollowsThePattern) {
+  using V = std::vector<std::string>;
+  EXPECT_EQ(split("Hello world"), (V{"Hello", " world"}));
+  EXPECT_EQ(split("I'm you're they'll 's"), (V{"I", "'m", " you", "'re", " they", "'ll", " '", "s"}));
+  EXPECT_EQ(split("a  b"), (V{"a", " ", " b"}));
+  EXPECT_EQ(split("a\n\nb"), (V{"a", "\n", "\n", "b"}));
+  EXPECT_EQ(split("x   "), (V{"x", "   "}));
+  EXPECT_EQ(split("123abc 45"), (V{"123", "abc", " 45"}));
+  EXPECT_EQ(split("!!!? ?!"), (V{"!!!?", " ?!"}));
+  EXPECT_EQ(split("h\u00e9llo w\u00f6rld"), (V{"h\u00e9llo", " w\u00f6rld"}));
+  EXPECT_EQ(split("\u4f60\u597d \u00bd\u2167"), (V{"\u4f60\u597d", " \u00bd\u2167"}));  // CJK letters, numbers No/Nl
+  EXPECT_EQ(split("\t\u3000x"), (V{"\t", "\u3000", "x"}));
+  EXPECT_EQ(split("a\xff" "b"), (V{"a", "\xff", "b"}));  // invalid UTF-8: a one-byte "other"
+  EXPECT_EQ(split(""), V{});
+}
+
+TEST(Utf8, FindsFirstInvalidByte) {
+  EXPECT_EQ(find_invalid_utf8("plain \u00e9\u4f60\U0001F600"), std::nullopt);
+  EXPECT_EQ(find_invalid_utf8("ab\xff"), 2u);
+  EXPECT_EQ(find_invalid_utf8("a\xc0\xaf"), 1u);          // overlong '/'
+  EXPECT_EQ(find_invalid_utf8("a\xed\xa0\x80"), 1u);      // surrogate
+  EXPECT_EQ(find_invalid_utf8("\xf4\x90\x80\x80"), 0u);   // past U+10FFFF
+  EXPECT_EQ(find_invalid_utf8("\xe4\xbd"), 0u);           // truncated
+  EXPECT_EQ(find_invalid_utf8("\x80"), 0u);               // stray continuation
+}
+
+// GPT-2's printable stand-in for byte b (bytes_to_unicode), as UTF-8.
+std::string byte_symbol(int b) {
+  int n = 0, cp = -1;
+  for (int x = 0; x < 256; ++x) {
+    const bool printable = (x >= '!' && x <= '~') || (x >= 0xA1 && x <= 0xAC) || (x >= 0xAE && x <= 0xFF);
+    const int c = printable ? x : 256 + n++;
+    if (x == b) cp = c;
+  }
+  std::string s;
+  if (cp < 0x80) s.push_back(static_cast<char>(cp));
+  else {
+    s.push_back(static_cast<char>(0xC0 | (cp >> 6)));
+    s.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  }
+  return s;
+}
+
+class Gpt2Files : public testing::TempDirTest {
+ protected:
+  // A vocabulary of the 256 bytes plus `extra` symbols; merges as given.
+  void write_files(const std::vector<std::string>& extra, const std::string& merges) {
+    nlohmann::json enc = nlohmann::json::object();
+    for (int b = 0; b < 256; ++b) enc[byte_symbol(b)] = b;
+    int id = 256;
+    for (const std::string& s : extra) enc[s] = id++;
+    enc["<|endoftext|>"] = id;
+    write_bytes(path("encoder.json"), enc.dump());
+    write_bytes(path("vocab.bpe"), "#version: 0.2\n" + merges);
+  }
+  std::unique_ptr<Gpt2Tokenizer> load() { return Gpt2Tokenizer::load(path("encoder.json"), path("vocab.bpe")); }
+};
+
+// encoder.py merges the lowest-ranked pair everywhere (left to right,
+// non-overlapping) before considering the pairs that creates.
+TEST_F(Gpt2Files, MergesByRankLikeEncoderPy) {
+  write_files({"aa", "aaa", "Ġa", "Ġaa"}, "a a\naa a\nĠ a\nĠa a\n");
+  const auto tok = load();
+  EXPECT_EQ(tok->vocab_size(), 261);
+  EXPECT_EQ(tok->encode("aaaa"), (std::vector<std::int32_t>{256, 256}));
+  EXPECT_EQ(tok->encode("aaa"), (std::vector<std::int32_t>{257}));
+  EXPECT_EQ(tok->encode("aaaaa"), (std::vector<std::int32_t>{256, 257}));
+  // " aa": (a a) rank 0 before (Ġ a) rank 2 -> [Ġ, aa]
+  EXPECT_EQ(tok->encode(" aa"), (std::vector<std::int32_t>{' ', 256}));
+  EXPECT_EQ(tok->encode(" a"), (std::vector<std::int32_t>{258}));
+  EXPECT_EQ(tok->encode("b"), (std::vector<std::int32_t>{'b'}));
+  EXPECT_EQ(tok->decode(tok->encode("aaaaa a b")), "aaaaa a b");
+  EXPECT_EQ(tok->document_separator(), (std::vector<std::int32_t>{260}));
+  const std::vector<std::int32_t> bad = {5, 261};
+  expect_error([&] { tok->decode(bad); }, {"token 261", "[0, 261)"});
+  // Same results from the cache, and from a second thread.
+  EXPECT_EQ(tok->encode("aaaa"), (std::vector<std::int32_t>{256, 256}));
+  std::vector<std::int32_t> from_thread;
+  std::thread([&] { from_thread = tok->encode("aaaaa"); }).join();
+  EXPECT_EQ(from_thread, (std::vector<std::int32_t>{256, 257}));
+}
+
+TEST_F(Gpt2Files, RejectsBadFiles) {
+  write_files({"ab"}, "a b\n");
+  const auto enc = path("encoder.json"), bpe = path("vocab.bpe");
+  expect_error([&] { Gpt2Tokenizer::load(path("missing.json"), bpe); }, {"missing.json", "no such file"});
+  expect_error([&] { Gpt2Tokenizer::load(enc, path("missing.bpe")); }, {"missing.bpe", "no such file"});
+  expect_error([&] { Gpt2Tokenizer::load(dir_, bpe); }, {dir_.string(), "is a directory"});
+
+  write_bytes(path("bad.json"), "{\"a\": 0,");
+  expect_error([&] { Gpt2Tokenizer::load(path("bad.json"), bpe); }, {"bad.json", "not valid JSON"});
+  write_bytes(path("bad.json"), "[1]");
+  expect_error([&] { Gpt2Tokenizer::load(path("bad.json"), bpe); }, {"bad.json", "{symbol: id}"});
+  write_bytes(path("bad.json"), R"({"a": -1})");
+  expect_error([&] { Gpt2Tokenizer::load(path("bad.json"), bpe); }, {"bad.json", "id -1", "outside"});
+  write_bytes(path("bad.json"), R"({"a": 0, "b": 0})");
+  expect_error([&] { Gpt2Tokenizer::load(path("bad.json"), bpe); }, {"bad.json", "id 0 appears twice"});
+  write_bytes(path("bad.json"), R"({"a": "x"})");
+  expect_error([&] { Gpt2Tokenizer::load(path("bad.json"), bpe); }, {"bad.json", "not an integer"});
+  write_bytes(path("bad.json"), R"({"a": 0, "b": 1})");
+  expect_error([&] { Gpt2Tokenizer::load(path("bad.json"), bpe); }, {"bad.json", "incomplete byte alphabet"});
+  write_bytes(path("bad.json"), "{\"a b\": 0}");
+  expect_error([&] { Gpt2Tokenizer::load(path("bad.json"), bpe); }, {"bad.json", "not in GPT-2's byte alphabet"});
+
+  const auto bad_merges = [&](const std::string& text, std::initializer_list<std::string> parts) {
+    write_bytes(path("bad.bpe"), text);
+    std::vector<std::string> all = {path("bad.bpe").string()};
+    all.insert(all.end(), parts);
+    try {
+      Gpt2Tokenizer::load(enc, path("bad.bpe"));
+      ADD_FAILURE() << "loaded: " << text;
+    } catch (const std::runtime_error& e) {
+      for (const auto& p : all) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
+    }
+  };
+  bad_merges("#version: 0.2\nab\n", {"line 2", "two symbols"});
+  bad_merges("#version: 0.2\na  b\n", {"line 2", "two symbols"});
+  bad_merges("#version: 0.2\na b\nx y\n", {"line 3", "merged symbol of 'x y'"});
+  bad_merges("#version: 0.2\na b\nab \xe2\x82\xac\n", {"line 3", "not in the vocabulary"});
+  bad_merges("#version: 0.2\na b\na b\n", {"line 3", "appears twice"});
+  bad_merges("#version: 0.2\n", {"no merges"});
+  bad_merges("", {"no merges"});
+}
+
+TEST(MakeTokenizer, NamesAndErrors) {
+  EXPECT_EQ(make_tokenizer("byte")->vocab_size(), 256);
+  expect_error([] { make_tokenizer("bpe"); }, {"unknown tokenizer 'bpe'", "byte or gpt2"});
+  expect_error([] { make_tokenizer("gpt2"); }, {"--encoder-json", "--vocab-bpe"});
+}
+
+}  // namespace
+}  // namespace cllm::data
