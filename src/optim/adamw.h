@@ -22,12 +22,14 @@ struct ParamRange {
   bool decay = false;
 };
 
+// Doubles, as the Python floats torch receives, so the per-step constants
+// round to float exactly as torch's do.
 struct AdamWConfig {
-  float lr = 1e-3f;  // default learning rate (a schedule usually overrides it per step)
-  float beta1 = 0.9f;
-  float beta2 = 0.999f;
-  float eps = 1e-8f;
-  float weight_decay = 0.0f;
+  double lr = 1e-3;  // default learning rate (a schedule usually overrides it per step)
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;
 };
 
 class AdamW {
@@ -44,10 +46,10 @@ class AdamW {
   // with g scaled by grad_scale (the clipping factor, 1 for none). Splits the
   // range at decay boundaries. Requires begin <= end <= size() and a prior
   // begin_step().
-  void update_range(float* params, const float* grad, std::size_t begin, std::size_t end, float lr,
+  void update_range(float* params, const float* grad, std::size_t begin, std::size_t end, double lr,
                     float grad_scale);
   // begin_step() + update_range(0, size()): a whole single-threaded step.
-  void update(float* params, const float* grad, float lr, float grad_scale = 1.0f);
+  void update(float* params, const float* grad, double lr, float grad_scale = 1.0f);
 
   std::size_t size() const { return m_.size(); }
   std::size_t step() const { return step_; }

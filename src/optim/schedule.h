@@ -16,8 +16,8 @@ std::string_view lr_schedule_name(LrScheduleKind kind);
 
 struct LrSchedule {
   LrScheduleKind kind = LrScheduleKind::cosine;
-  float max_lr = 1e-3f;
-  float min_lr = 0.0f;
+  double max_lr = 1e-3;
+  double min_lr = 0.0;
   std::size_t warmup_steps = 0;
   std::size_t total_steps = 1;
 
@@ -25,7 +25,7 @@ struct LrSchedule {
   // total_steps >= 1 and warmup_steps <= total_steps.
   void validate() const;
   // Learning rate of step `step`, counted from 0.
-  float at(std::size_t step) const;
+  double at(std::size_t step) const;
 };
 
 }  // namespace cllm::optim

@@ -46,7 +46,7 @@ struct ReduceCounters {
   double add_seconds = 0.0;   // time inside add_n passes
   std::size_t bytes = 0;      // bytes read + written by those passes
   std::size_t passes = 0;     // add_n calls
-  std::size_t sleeps = 0;     // futex waits for a publication (not locks)
+  std::size_t waits = 0;      // atomic waits for a publication (a futex, not a lock)
 };
 
 class GradientAccumulator {

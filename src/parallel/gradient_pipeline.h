@@ -67,7 +67,7 @@ struct StepStats {
   std::vector<double> idle_seconds;
   std::vector<std::size_t> micro_batches_per_worker;
   std::size_t blocking_locks = 0;  // mutex acquisitions during the step: none by design
-  std::size_t reduce_sleeps = 0;   // futex waits of idle workers for a publication
+  std::size_t reduce_waits = 0;    // atomic waits of idle workers for a publication
   std::size_t bytes_reduced = 0;   // bytes read + written by the reduction
 };
 
@@ -83,7 +83,7 @@ class GradientPipeline {
   // (0 = off) and applies opt (opt.size() must be n_params) with learning
   // rate lr, segment-parallel on the workers. A non-finite norm skips the
   // update (params, moments and opt.step() untouched) and sets finite=false.
-  StepStats step(std::size_t K, const MicroBatchFn& work, float* params, optim::AdamW& opt, float lr,
+  StepStats step(std::size_t K, const MicroBatchFn& work, float* params, optim::AdamW& opt, double lr,
                  float max_norm);
 
   // Installs (or clears, with an empty function) the gradient hook.
@@ -100,8 +100,8 @@ class GradientPipeline {
   const PipelineOptions& options() const { return options_; }
 
  private:
-  // Runs fn(begin, end) over all segments, spread over the workers.
-  void for_each_segment(const std::function<void(std::size_t begin, std::size_t end)>& fn);
+  // Runs fn(segment, begin, end) for every segment, spread over the workers.
+  void for_each_segment(const std::function<void(std::size_t segment, std::size_t begin, std::size_t end)>& fn);
 
   std::size_t n_params_;
   PipelineOptions options_;

@@ -1,0 +1,88 @@
+#include "parallel/baseline.h"
+
+#include <algorithm>
+#include <chrono>
+#include <exception>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "kernels/kernels.h"
+
+namespace cllm::parallel {
+namespace {
+
+double seconds_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+}  // namespace
+
+BaselineStats baseline_accumulate(std::size_t n_params, std::size_t threads, std::size_t K, const MicroBatchFn& work,
+                                  float* grad) {
+  if (threads == 0 || threads > WorkerPool::kMaxThreads) {
+    throw std::invalid_argument("threads must be between 1 and " + std::to_string(WorkerPool::kMaxThreads) +
+                                ", got " + std::to_string(threads));
+  }
+  if (K == 0) throw std::invalid_argument("baseline: a step needs at least 1 micro-batch");
+  // The "before" adds with a plain scalar loop: the non-vectorized kernel.
+  const auto& scalar = kernels::table_for(kernels::Target::scalar);
+  std::vector<AlignedFloats> buffers;
+  for (std::size_t t = 0; t < threads; ++t) buffers.push_back(make_aligned_floats(n_params));
+
+  BaselineStats stats;
+  std::mutex global;
+  std::vector<double> losses(K, 0.0);
+  std::vector<double> compute(threads, 0.0), add(threads, 0.0);
+  std::vector<Clock::time_point> compute_end(threads);
+  std::vector<std::exception_ptr> errors(threads);
+  const auto t_start = Clock::now();
+  scalar.zero(grad, n_params);
+  for (std::size_t round = 0; round * threads < K; ++round) {
+    const auto t_round = Clock::now();
+    const std::size_t first = round * threads;
+    const std::size_t count = std::min(threads, K - first);
+    std::vector<std::thread> crew;
+    for (std::size_t t = 0; t < count; ++t) {
+      crew.emplace_back([&, t] {
+        const auto t0 = Clock::now();
+        try {
+          losses[first + t] = work(t, first + t, buffers[t].get(), true);
+        } catch (...) {
+          errors[t] = std::current_exception();
+          return;
+        }
+        compute_end[t] = Clock::now();
+        compute[t] += seconds_between(t0, compute_end[t]);
+        std::lock_guard lock(global);
+        const auto t1 = Clock::now();
+        scalar.add(grad, buffers[t].get(), n_params);
+        add[t] += seconds_between(t1, Clock::now());
+      });
+    }
+    for (auto& th : crew) th.join();
+    for (auto& e : errors) {
+      if (e) std::rethrow_exception(e);
+    }
+    const auto t_joined = Clock::now();
+    stats.threads_created += count;
+    stats.blocking_locks += count;
+    Clock::time_point last = t_round;
+    for (std::size_t t = 0; t < count; ++t) last = std::max(last, compute_end[t]);
+    stats.exposed_accumulate_seconds += seconds_between(last, t_joined);
+  }
+  stats.seconds = seconds_between(t_start, Clock::now());
+  double compute_total = 0.0;
+  for (std::size_t t = 0; t < threads; ++t) {
+    compute_total += compute[t];
+    stats.accumulate_seconds += add[t];
+  }
+  for (double loss : losses) stats.loss_sum += loss;
+  stats.idle_fraction = 1.0 - compute_total / (static_cast<double>(threads) * stats.seconds);
+  stats.bytes_reduced = (3 * K + 1) * n_params * sizeof(float);  // zero, then per buffer: read src + dst, write dst
+  return stats;
+}
+
+}  // namespace cllm::parallel

@@ -1,0 +1,129 @@
+#include "parallel/gradient_pipeline.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <exception>
+#include <stdexcept>
+#include <string>
+
+#include "kernels/kernels.h"
+
+namespace cllm::parallel {
+namespace {
+
+double seconds_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+// What one worker did in the compute + reduce phase; one cache line each.
+struct alignas(kCacheLine) WorkerRecord {
+  double compute_seconds = 0.0;
+  std::size_t micro_batches = 0;
+  Clock::time_point compute_end{};
+  ReduceCounters reduce;
+  std::exception_ptr error;
+};
+
+}  // namespace
+
+GradientPipeline::GradientPipeline(std::size_t n_params, PipelineOptions options)
+    : n_params_(n_params),
+      options_(options),
+      pool_(options.threads),
+      accumulator_(n_params, options.threads, options.segment_floats) {}
+
+void GradientPipeline::for_each_segment(
+    const std::function<void(std::size_t, std::size_t, std::size_t)>& fn) {
+  alignas(kCacheLine) std::atomic<std::size_t> next{0};
+  const std::size_t n = accumulator_.segments();
+  pool_.run([&](std::size_t) {
+    for (std::size_t j; (j = next.fetch_add(1, std::memory_order_relaxed)) < n;) {
+      fn(j, accumulator_.segment_begin(j), accumulator_.segment_end(j));
+    }
+  });
+}
+
+StepStats GradientPipeline::step(std::size_t K, const MicroBatchFn& work, float* params, optim::AdamW& opt,
+                                 double lr, float max_norm) {
+  if (K == 0) throw std::invalid_argument("gradient pipeline: a step needs at least 1 micro-batch");
+  if (opt.size() != n_params_) {
+    throw std::invalid_argument("gradient pipeline: optimizer has " + std::to_string(opt.size()) +
+                                " parameters, expected " + std::to_string(n_params_));
+  }
+  const std::size_t n = pool_.threads();
+  const auto t_start = Clock::now();
+  queue_.reset(K, n, options_.deterministic || options_.static_assignment ? Assignment::fixed : Assignment::dynamic);
+  accumulator_.begin_step(options_.deterministic);
+  std::vector<double> losses(K, 0.0);
+  std::vector<WorkerRecord> records(n);
+
+  pool_.run([&](std::size_t w) {
+    WorkerRecord& r = records[w];
+    float* grad = accumulator_.buffer(w);
+    try {
+      for (std::size_t k; (k = queue_.next(w, r.micro_batches)) != BatchQueue::kNone;) {
+        const auto t0 = Clock::now();
+        losses[k] = work(w, k, grad, r.micro_batches == 0);
+        r.compute_seconds += seconds_between(t0, Clock::now());
+        ++r.micro_batches;
+      }
+    } catch (...) {
+      r.error = std::current_exception();
+      queue_.stop();
+    }
+    r.compute_end = Clock::now();
+    // A failed worker still publishes (as empty) so the others finish.
+    accumulator_.publish(w, r.micro_batches > 0 && !r.error);
+    r.reduce = accumulator_.reduce(w);
+  });
+  const auto t_reduced = Clock::now();
+  for (const auto& r : records) {
+    if (r.error) std::rethrow_exception(r.error);
+  }
+
+  StepStats stats;
+  stats.reduce_phase_seconds = seconds_between(t_start, t_reduced);
+  Clock::time_point last_compute_end = t_start;
+  for (const auto& r : records) {
+    last_compute_end = std::max(last_compute_end, r.compute_end);
+    stats.accumulate_seconds += r.reduce.add_seconds;
+    stats.bytes_reduced += r.reduce.bytes;
+    stats.reduce_waits += r.reduce.waits;
+    stats.compute_seconds.push_back(r.compute_seconds);
+    stats.idle_seconds.push_back(
+        std::max(0.0, stats.reduce_phase_seconds - r.compute_seconds - r.reduce.add_seconds));
+    stats.micro_batches_per_worker.push_back(r.micro_batches);
+  }
+  stats.exposed_accumulate_seconds = std::max(0.0, seconds_between(last_compute_end, accumulator_.done_time()));
+  for (double loss : losses) stats.loss_sum += loss;  // micro-batch order: deterministic
+
+  float* grad = accumulator_.gradient();
+  double sum_squares = 0.0;
+  if (hook_) {
+    // The hook may change the gradient, so the fused norm no longer holds.
+    hook_(grad, n_params_);
+    std::vector<double> per_segment(accumulator_.segments(), 0.0);
+    for_each_segment([&](std::size_t j, std::size_t begin, std::size_t end) {
+      per_segment[j] = kernels::active().sum_squares(grad + begin, end - begin);
+    });
+    for (double s : per_segment) sum_squares += s;  // segment order: deterministic
+  } else {
+    sum_squares = accumulator_.sum_squares();
+  }
+  stats.grad_norm = std::sqrt(sum_squares);
+  stats.finite = std::isfinite(stats.grad_norm);
+  if (stats.finite) {
+    stats.clip_scale = optim::clip_scale(stats.grad_norm, max_norm);
+    opt.begin_step();
+    for_each_segment([&](std::size_t, std::size_t begin, std::size_t end) {
+      opt.update_range(params, grad, begin, end, lr, stats.clip_scale);
+    });
+  }
+  const auto t_end = Clock::now();
+  stats.optimizer_seconds = seconds_between(t_reduced, t_end);
+  stats.seconds = seconds_between(t_start, t_end);
+  return stats;
+}
+
+}  // namespace cllm::parallel
