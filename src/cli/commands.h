@@ -8,6 +8,7 @@
 namespace cllm::cli {
 
 void add_info_command(CLI::App& app);
+void add_tokenize_command(CLI::App& app);
 void add_bench_kernels_command(CLI::App& bench);
 
 }  // namespace cllm::cli

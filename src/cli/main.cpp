@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "cllm 0.1.0");
 
   cllm::cli::add_info_command(app);
+  cllm::cli::add_tokenize_command(app);
   CLI::App* bench = app.add_subcommand("bench", "Measure kernels, the gradient pipeline and the model");
   bench->require_subcommand(1);
   cllm::cli::add_bench_kernels_command(*bench);

@@ -140,7 +140,7 @@ class KvCache {
   Config config_;
   int pos_ = 0;
   std::vector<float> k_, v_;  // (layers, context, dim)
-  std::vector<float> x_, ln_, qkv_, atty_, att_, fc_, fc_gelu_, logits_;
+  std::vector<float> x_, next_x_, ln_, qkv_, atty_, att_, fc_, fc_gelu_, logits_;
 };
 
 }  // namespace cllm::model

@@ -1,0 +1,438 @@
+#include "model/gpt.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <random>
+#include <stdexcept>
+#include <string>
+
+#include "kernels/kernels.h"
+#include "kernels/sgemm.h"
+#include "model/layers.h"
+#include "model/model_kernels.h"
+
+namespace cllm::model {
+namespace {
+
+using kernels::GemmShape;
+using kernels::sgemm;
+
+// Sizes beyond these are mistakes, not models (GPT-2 XL: 48 layers, d 1600).
+constexpr long long kMaxVocab = 1 << 24;
+constexpr long long kMaxLayers = 4096;
+constexpr long long kMaxDim = 1 << 16;
+constexpr long long kMaxContext = 1 << 20;
+constexpr std::size_t kMaxParams = std::size_t{1} << 34;  // 64 GiB of floats
+
+void check_range(const char* field, long long value, long long max) {
+  if (value < 1 || value > max)
+    throw std::invalid_argument("model config: " + std::string(field) + " = " +
+                                std::to_string(value) + ", expected 1.." + std::to_string(max));
+}
+
+std::size_t count_params(const Config& c) {
+  const std::size_t V = static_cast<std::size_t>(c.vocab), T = static_cast<std::size_t>(c.context),
+                    d = static_cast<std::size_t>(c.dim), L = static_cast<std::size_t>(c.layers);
+  const std::size_t block = 2 * d + (d * 3 * d + 3 * d) + (d * d + d) + 2 * d + (d * 4 * d + 4 * d) +
+                            (4 * d * d + d);
+  return V * d + T * d + L * block + 2 * d;
+}
+
+std::size_t sz(long long v) { return static_cast<std::size_t>(v); }
+
+}  // namespace
+
+void Config::validate() const {
+  check_range("vocab", vocab, kMaxVocab);
+  check_range("layers", layers, kMaxLayers);
+  check_range("dim", dim, kMaxDim);
+  check_range("heads", heads, dim > 0 ? dim : 1);
+  check_range("context", context, kMaxContext);
+  if (dim % heads != 0)
+    throw std::invalid_argument("model config: dim = " + std::to_string(dim) +
+                                " is not divisible by heads = " + std::to_string(heads));
+  if (count_params(*this) > kMaxParams)
+    throw std::invalid_argument("model config: " + std::to_string(count_params(*this)) +
+                                " parameters, expected at most " + std::to_string(kMaxParams));
+}
+
+std::size_t Config::num_params() const {
+  validate();
+  return count_params(*this);
+}
+
+ParamLayout::ParamLayout(const Config& config) : config_(config) {
+  config_.validate();
+  const std::size_t V = sz(config.vocab), T = sz(config.context), d = sz(config.dim);
+  auto add = [&](std::string name, std::vector<std::size_t> shape) {
+    std::size_t size = 1;
+    for (std::size_t s : shape) size *= s;
+    const bool decay = shape.size() >= 2;
+    tensors_.push_back(TensorInfo{std::move(name), std::move(shape), total_, size, decay});
+    total_ += size;
+    return tensors_.back().offset;
+  };
+  wte_ = add("wte.weight", {V, d});
+  wpe_ = add("wpe.weight", {T, d});
+  for (int i = 0; i < config.layers; ++i) {
+    const std::string p = "h." + std::to_string(i) + ".";
+    Block b{};
+    b.ln1_w = add(p + "ln_1.weight", {d});
+    b.ln1_b = add(p + "ln_1.bias", {d});
+    b.attn_w = add(p + "attn.c_attn.weight", {d, 3 * d});
+    b.attn_b = add(p + "attn.c_attn.bias", {3 * d});
+    b.attn_proj_w = add(p + "attn.c_proj.weight", {d, d});
+    b.attn_proj_b = add(p + "attn.c_proj.bias", {d});
+    b.ln2_w = add(p + "ln_2.weight", {d});
+    b.ln2_b = add(p + "ln_2.bias", {d});
+    b.fc_w = add(p + "mlp.c_fc.weight", {d, 4 * d});
+    b.fc_b = add(p + "mlp.c_fc.bias", {4 * d});
+    b.fc_proj_w = add(p + "mlp.c_proj.weight", {4 * d, d});
+    b.fc_proj_b = add(p + "mlp.c_proj.bias", {d});
+    blocks_.push_back(b);
+  }
+  lnf_w_ = add("ln_f.weight", {d});
+  lnf_b_ = add("ln_f.bias", {d});
+}
+
+const TensorInfo& ParamLayout::find(std::string_view name) const {
+  for (const TensorInfo& t : tensors_)
+    if (t.name == name) return t;
+  throw std::out_of_range("model: no parameter tensor named '" + std::string(name) + "'");
+}
+
+void init_params(const ParamLayout& layout, float* params, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  // Box-Muller on our own uniform draws: the same numbers with every
+  // standard library (std::normal_distribution is implementation-defined).
+  auto uniform = [&] { return (static_cast<double>(rng() >> 11) + 0.5) * 0x1.0p-53; };
+  auto fill_normal = [&](float* p, std::size_t n, double std) {
+    for (std::size_t i = 0; i < n; i += 2) {
+      const double r = std::sqrt(-2.0 * std::log(uniform())), a = 2.0 * M_PI * uniform();
+      p[i] = static_cast<float>(std * r * std::cos(a));
+      if (i + 1 < n) p[i + 1] = static_cast<float>(std * r * std::sin(a));
+    }
+  };
+  const double proj_std = 0.02 / std::sqrt(2.0 * layout.config().layers);
+  for (const TensorInfo& t : layout.tensors()) {
+    float* p = params + t.offset;
+    const bool is_ln_weight = t.name.find("ln_") != std::string::npos && t.name.ends_with(".weight");
+    if (t.name.ends_with(".bias")) {
+      std::fill(p, p + t.size, 0.0f);
+    } else if (is_ln_weight) {
+      std::fill(p, p + t.size, 1.0f);
+    } else {
+      fill_normal(p, t.size, t.name.ends_with("c_proj.weight") ? proj_std : 0.02);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- Workspace
+
+struct Workspace::Buffers {
+  Config cfg;
+  int max_batch, max_seq;
+  std::size_t max_bt;
+  // activations; per-layer arrays are [layers][max size of one layer]
+  std::vector<float> encoded, ln1, ln1_mean, ln1_rstd, qkv, atty, att, res2, ln2, ln2_mean,
+      ln2_rstd, fch, fch_gelu, res3, lnf, lnf_mean, lnf_rstd, logits, probs, losses;
+  // gradients of activations, reused by every layer
+  std::vector<float> dres, dbig, dsmall, dscores;
+  std::vector<std::int32_t> tokens, targets;
+  int B = 0, T = 0;
+  bool ready_for_backward = false;
+
+  Buffers(const Config& c, int batch, int seq) : cfg(c), max_batch(batch), max_seq(seq) {
+    max_bt = sz(batch) * sz(seq);
+    const std::size_t L = sz(c.layers), C = sz(c.dim), V = sz(c.vocab), NH = sz(c.heads);
+    const std::size_t BT = max_bt, LBT = L * BT;
+    encoded.resize(BT * C);
+    ln1.resize(LBT * C);
+    ln1_mean.resize(LBT);
+    ln1_rstd.resize(LBT);
+    qkv.resize(LBT * 3 * C);
+    atty.resize(LBT * C);
+    att.resize(L * sz(batch) * NH * sz(seq) * sz(seq));
+    res2.resize(LBT * C);
+    ln2.resize(LBT * C);
+    ln2_mean.resize(LBT);
+    ln2_rstd.resize(LBT);
+    fch.resize(LBT * 4 * C);
+    fch_gelu.resize(LBT * 4 * C);
+    res3.resize(LBT * C);
+    lnf.resize(BT * C);
+    lnf_mean.resize(BT);
+    lnf_rstd.resize(BT);
+    logits.resize(BT * V);
+    probs.resize(BT * V);
+    losses.resize(BT);
+    dres.resize(BT * C);
+    dbig.resize(BT * 4 * C);
+    dsmall.resize(BT * C);
+    dscores.resize(sz(seq) * sz(seq));
+    tokens.resize(BT);
+    targets.resize(BT);
+  }
+
+  std::size_t bytes() const {
+    std::size_t n = 0;
+    for (const auto* v : {&encoded, &ln1, &ln1_mean, &ln1_rstd, &qkv, &atty, &att, &res2, &ln2,
+                          &ln2_mean, &ln2_rstd, &fch, &fch_gelu, &res3, &lnf, &lnf_mean, &lnf_rstd,
+                          &logits, &probs, &losses, &dres, &dbig, &dsmall, &dscores})
+      n += v->size() * sizeof(float);
+    return n + (tokens.size() + targets.size()) * sizeof(std::int32_t);
+  }
+};
+
+Workspace::Workspace(const Config& config, int batch, int seq) {
+  config.validate();
+  if (batch < 1) throw std::invalid_argument("workspace: batch = " + std::to_string(batch) + ", expected >= 1");
+  if (seq < 1 || seq > config.context)
+    throw std::invalid_argument("workspace: seq = " + std::to_string(seq) + ", expected 1.." +
+                                std::to_string(config.context) + " (the context length)");
+  if (static_cast<long long>(batch) * seq > std::numeric_limits<int>::max())
+    throw std::invalid_argument("workspace: batch * seq = " + std::to_string(static_cast<long long>(batch) * seq) +
+                                " tokens, expected at most 2^31 - 1");
+  buf_ = std::make_unique<Buffers>(config, batch, seq);
+}
+
+Workspace::Workspace(Workspace&&) noexcept = default;
+Workspace& Workspace::operator=(Workspace&&) noexcept = default;
+Workspace::~Workspace() = default;
+
+int Workspace::max_batch() const { return buf_->max_batch; }
+int Workspace::max_seq() const { return buf_->max_seq; }
+std::size_t Workspace::bytes() const { return buf_->bytes(); }
+
+const float* logits(const Workspace& ws) { return ws.buf_->logits.data(); }
+
+namespace {
+
+void check_ids(const char* what, const std::int32_t* ids, std::size_t n, int vocab) {
+  // One pass with no early exit (vectorizes); the error path finds the culprit.
+  std::uint32_t bad = 0;
+  for (std::size_t i = 0; i < n; ++i) bad |= static_cast<std::uint32_t>(ids[i] < 0 || ids[i] >= vocab);
+  if (!bad) return;
+  for (std::size_t i = 0; i < n; ++i)
+    if (ids[i] < 0 || ids[i] >= vocab)
+      throw std::invalid_argument(std::string(what) + "[" + std::to_string(i) + "] = " +
+                                  std::to_string(ids[i]) + ", expected a token id in 0.." +
+                                  std::to_string(vocab - 1));
+}
+
+}  // namespace
+
+float forward(const ParamLayout& layout, const float* params, const std::int32_t* tokens,
+              const std::int32_t* targets, int B, int T, Workspace& ws) {
+  Workspace::Buffers& w = *ws.buf_;
+  const Config& cfg = layout.config();
+  if (cfg.vocab != w.cfg.vocab || cfg.layers != w.cfg.layers || cfg.dim != w.cfg.dim ||
+      cfg.heads != w.cfg.heads)
+    throw std::invalid_argument("forward: the workspace was made for a different model config");
+  if (B < 1 || B > w.max_batch)
+    throw std::invalid_argument("forward: B = " + std::to_string(B) + ", expected 1.." + std::to_string(w.max_batch));
+  if (T < 1 || T > w.max_seq)
+    throw std::invalid_argument("forward: T = " + std::to_string(T) + ", expected 1.." + std::to_string(w.max_seq));
+  const int N = B * T, C = cfg.dim, V = cfg.vocab, NH = cfg.heads;
+  check_ids("tokens", tokens, sz(N), V);
+  if (targets) check_ids("targets", targets, sz(N), V);
+  w.B = B;
+  w.T = T;
+  w.ready_for_backward = false;
+  std::copy(tokens, tokens + N, w.tokens.begin());
+  if (targets) std::copy(targets, targets + N, w.targets.begin());
+
+  const std::size_t act = w.max_bt * sz(C), stats = w.max_bt;
+  const std::size_t att_stride = sz(w.max_batch) * sz(NH) * sz(w.max_seq) * sz(w.max_seq);
+  layers::encoder_forward(w.encoded.data(), tokens, params + layout.wte(), params + layout.wpe(), B, T, C);
+  const float* residual = w.encoded.data();
+  for (int l = 0; l < cfg.layers; ++l) {
+    const ParamLayout::Block& p = layout.block(l);
+    const std::size_t L = sz(l);
+    float* ln1 = w.ln1.data() + L * act;
+    float* qkv = w.qkv.data() + L * act * 3;
+    float* atty = w.atty.data() + L * act;
+    float* res2 = w.res2.data() + L * act;
+    float* ln2 = w.ln2.data() + L * act;
+    float* fch = w.fch.data() + L * act * 4;
+    float* fch_gelu = w.fch_gelu.data() + L * act * 4;
+    float* res3 = w.res3.data() + L * act;
+    layers::layernorm_forward(ln1, w.ln1_mean.data() + L * stats, w.ln1_rstd.data() + L * stats, residual,
+                              params + p.ln1_w, params + p.ln1_b, N, C);
+    layers::matmul_forward(qkv, ln1, params + p.attn_w, params + p.attn_b, nullptr, N, C, 3 * C);
+    layers::attention_forward(atty, w.att.data() + L * att_stride, qkv, B, T, C, NH);
+    layers::matmul_forward(res2, atty, params + p.attn_proj_w, params + p.attn_proj_b, residual, N, C, C);
+    layers::layernorm_forward(ln2, w.ln2_mean.data() + L * stats, w.ln2_rstd.data() + L * stats, res2,
+                              params + p.ln2_w, params + p.ln2_b, N, C);
+    layers::matmul_forward(fch, ln2, params + p.fc_w, params + p.fc_b, nullptr, N, C, 4 * C);
+    layers::gelu_forward(fch_gelu, fch, sz(N) * 4 * sz(C));
+    layers::matmul_forward(res3, fch_gelu, params + p.fc_proj_w, params + p.fc_proj_b, res2, N, 4 * C, C);
+    residual = res3;
+  }
+  layers::layernorm_forward(w.lnf.data(), w.lnf_mean.data(), w.lnf_rstd.data(), residual,
+                            params + layout.lnf_w(), params + layout.lnf_b(), N, C);
+  GemmShape head;  // logits (N,V) = lnf (N,C) @ wte^T (tied head)
+  head.trans_b = true;
+  head.m = N;
+  head.n = V;
+  head.k = C;
+  head.lda = C;
+  head.ldb = C;
+  head.ldc = V;
+  sgemm(head, w.lnf.data(), params + layout.wte(), w.logits.data());
+  if (!targets) return 0.0f;
+  w.ready_for_backward = true;
+  return layers::crossentropy_forward(w.probs.data(), w.losses.data(), w.logits.data(), w.targets.data(), N, V);
+}
+
+void backward(const ParamLayout& layout, const float* params, float* grad, float scale,
+              bool overwrite, Workspace& ws) {
+  Workspace::Buffers& w = *ws.buf_;
+  if (!w.ready_for_backward)
+    throw std::logic_error("backward: needs a forward with targets first (and runs once per forward)");
+  w.ready_for_backward = false;  // the probabilities are overwritten by their gradient below
+  const Config& cfg = layout.config();
+  const int B = w.B, T = w.T, N = B * T, C = cfg.dim, V = cfg.vocab, NH = cfg.heads;
+  const bool acc = !overwrite;
+  const std::size_t act = w.max_bt * sz(C), stats = w.max_bt;
+  const std::size_t att_stride = sz(w.max_batch) * sz(NH) * sz(w.max_seq) * sz(w.max_seq);
+
+  float* dlogits = w.probs.data();
+  layers::crossentropy_backward(dlogits, w.probs.data(), w.targets.data(), N, V, scale / static_cast<float>(N));
+  GemmShape dx;  // dlnf (N,C) = dlogits (N,V) @ wte (V,C)
+  dx.m = N;
+  dx.n = C;
+  dx.k = V;
+  dx.lda = V;
+  dx.ldb = C;
+  dx.ldc = C;
+  sgemm(dx, dlogits, params + layout.wte(), w.dsmall.data());
+  GemmShape dwte;  // dwte (V,C) (+)= dlogits^T (V,N) @ lnf (N,C)
+  dwte.trans_a = true;
+  dwte.m = V;
+  dwte.n = C;
+  dwte.k = N;
+  dwte.beta = acc ? 1.0f : 0.0f;
+  dwte.lda = V;
+  dwte.ldb = C;
+  dwte.ldc = C;
+  sgemm(dwte, dlogits, w.lnf.data(), grad + layout.wte());
+
+  float* dres = w.dres.data();
+  std::fill(dres, dres + sz(N) * sz(C), 0.0f);
+  const float* final_residual = cfg.layers > 0 ? w.res3.data() + sz(cfg.layers - 1) * act : w.encoded.data();
+  layers::layernorm_backward(dres, grad + layout.lnf_w(), grad + layout.lnf_b(), w.dsmall.data(), final_residual,
+                             params + layout.lnf_w(), w.lnf_mean.data(), w.lnf_rstd.data(), N, C, acc);
+  for (int l = cfg.layers - 1; l >= 0; --l) {
+    const ParamLayout::Block& p = layout.block(l);
+    const std::size_t L = sz(l);
+    const float* residual = l == 0 ? w.encoded.data() : w.res3.data() + (L - 1) * act;
+    const float* ln1 = w.ln1.data() + L * act;
+    const float* qkv = w.qkv.data() + L * act * 3;
+    const float* atty = w.atty.data() + L * act;
+    const float* res2 = w.res2.data() + L * act;
+    const float* ln2 = w.ln2.data() + L * act;
+    const float* fch = w.fch.data() + L * act * 4;
+    const float* fch_gelu = w.fch_gelu.data() + L * act * 4;
+    float* dbig = w.dbig.data();
+    float* dsmall = w.dsmall.data();
+    // dres holds d(res3); the MLP branch and ln_2 add d(res2) into it.
+    layers::matmul_backward(dbig, grad + p.fc_proj_w, grad + p.fc_proj_b, dres, fch_gelu, params + p.fc_proj_w,
+                            N, 4 * C, C, acc);
+    layers::gelu_backward(dbig, fch, dbig, sz(N) * 4 * sz(C));
+    layers::matmul_backward(dsmall, grad + p.fc_w, grad + p.fc_b, dbig, ln2, params + p.fc_w, N, C, 4 * C, acc);
+    layers::layernorm_backward(dres, grad + p.ln2_w, grad + p.ln2_b, dsmall, res2, params + p.ln2_w,
+                               w.ln2_mean.data() + L * stats, w.ln2_rstd.data() + L * stats, N, C, acc);
+    // dres holds d(res2); the attention branch and ln_1 add d(residual).
+    layers::matmul_backward(dsmall, grad + p.attn_proj_w, grad + p.attn_proj_b, dres, atty,
+                            params + p.attn_proj_w, N, C, C, acc);
+    layers::attention_backward(dbig, w.dscores.data(), dsmall, qkv, w.att.data() + L * att_stride, B, T, C, NH);
+    layers::matmul_backward(dsmall, grad + p.attn_w, grad + p.attn_b, dbig, ln1, params + p.attn_w, N, C, 3 * C,
+                            acc);
+    layers::layernorm_backward(dres, grad + p.ln1_w, grad + p.ln1_b, dsmall, residual, params + p.ln1_w,
+                               w.ln1_mean.data() + L * stats, w.ln1_rstd.data() + L * stats, N, C, acc);
+  }
+  float* dwpe = grad + layout.wpe();
+  if (overwrite) std::fill(dwpe, dwpe + sz(cfg.context) * sz(C), 0.0f);
+  layers::encoder_backward(grad + layout.wte(), dwpe, dres, w.tokens.data(), B, T, C);
+}
+
+// ------------------------------------------------------------------ KvCache
+
+KvCache::KvCache(const Config& config) : config_(config) {
+  config.validate();
+  const std::size_t C = sz(config.dim);
+  k_.resize(sz(config.layers) * sz(config.context) * C);
+  v_.resize(k_.size());
+  x_.resize(C);
+  next_x_.resize(C);
+  ln_.resize(C);
+  qkv_.resize(3 * C);
+  atty_.resize(C);
+  att_.resize(sz(config.context));
+  fc_.resize(4 * C);
+  fc_gelu_.resize(4 * C);
+  logits_.resize(sz(config.vocab));
+}
+
+void KvCache::reset() { pos_ = 0; }
+
+const float* KvCache::step(const ParamLayout& layout, const float* params, std::int32_t token) {
+  const Config& cfg = config_;
+  if (layout.config().dim != cfg.dim || layout.config().layers != cfg.layers ||
+      layout.config().vocab != cfg.vocab || layout.config().heads != cfg.heads)
+    throw std::invalid_argument("kv cache: the parameter layout is for a different model config");
+  if (pos_ >= cfg.context)
+    throw std::length_error("kv cache: full at the context length " + std::to_string(cfg.context));
+  check_ids("token", &token, 1, cfg.vocab);
+  const int C = cfg.dim, hs = cfg.head_dim();
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
+  const auto& mk = detail::model_kernels();
+  const auto& kt = kernels::active();
+  float mean = 0.0f, rstd = 0.0f;
+  layers::encoder_forward(x_.data(), &token, params + layout.wte(), params + layout.wpe() + sz(pos_) * sz(C), 1, 1, C);
+  for (int l = 0; l < cfg.layers; ++l) {
+    const ParamLayout::Block& p = layout.block(l);
+    float* kc = k_.data() + sz(l) * sz(cfg.context) * sz(C);
+    float* vc = v_.data() + sz(l) * sz(cfg.context) * sz(C);
+    layers::layernorm_forward(ln_.data(), &mean, &rstd, x_.data(), params + p.ln1_w, params + p.ln1_b, 1, C);
+    layers::matmul_forward(qkv_.data(), ln_.data(), params + p.attn_w, params + p.attn_b, nullptr, 1, C, 3 * C);
+    std::copy(qkv_.begin() + C, qkv_.begin() + 2 * C, kc + sz(pos_) * sz(C));
+    std::copy(qkv_.begin() + 2 * C, qkv_.end(), vc + sz(pos_) * sz(C));
+    const std::size_t n = sz(pos_) + 1;
+    for (int h = 0; h < cfg.heads; ++h) {  // one query row against keys 0..pos
+      const float* q = qkv_.data() + h * hs;
+      for (std::size_t s = 0; s < n; ++s)
+        att_[s] = static_cast<float>(kt.dot(q, kc + s * sz(C) + sz(h * hs), sz(hs))) * scale;
+      const float inv = 1.0f / mk.exp_shift_sum(att_.data(), mk.max(att_.data(), n), n);
+      float* o = atty_.data() + h * hs;
+      std::fill(o, o + hs, 0.0f);
+      for (std::size_t s = 0; s < n; ++s) kt.axpy(o, att_[s] * inv, vc + s * sz(C) + sz(h * hs), sz(hs));
+    }
+    layers::matmul_forward(next_x_.data(), atty_.data(), params + p.attn_proj_w, params + p.attn_proj_b, x_.data(),
+                           1, C, C);
+    std::swap(x_, next_x_);
+    layers::layernorm_forward(ln_.data(), &mean, &rstd, x_.data(), params + p.ln2_w, params + p.ln2_b, 1, C);
+    layers::matmul_forward(fc_.data(), ln_.data(), params + p.fc_w, params + p.fc_b, nullptr, 1, C, 4 * C);
+    layers::gelu_forward(fc_gelu_.data(), fc_.data(), fc_.size());
+    layers::matmul_forward(next_x_.data(), fc_gelu_.data(), params + p.fc_proj_w, params + p.fc_proj_b, x_.data(), 1,
+                           4 * C, C);
+    std::swap(x_, next_x_);
+  }
+  layers::layernorm_forward(ln_.data(), &mean, &rstd, x_.data(), params + layout.lnf_w(), params + layout.lnf_b(), 1,
+                            C);
+  GemmShape head;  // logits (1,V) = ln_f(x) @ wte^T
+  head.trans_b = true;
+  head.m = 1;
+  head.n = cfg.vocab;
+  head.k = C;
+  head.lda = C;
+  head.ldb = C;
+  head.ldc = cfg.vocab;
+  sgemm(head, ln_.data(), params + layout.wte(), logits_.data());
+  ++pos_;
+  return logits_.data();
+}
+
+}  // namespace cllm::model

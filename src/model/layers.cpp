@@ -1,0 +1,349 @@
+#include "model/layers.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "kernels/sgemm.h"
+#include "model/model_kernels.h"
+
+namespace cllm::model::layers {
+namespace {
+
+using kernels::GemmShape;
+using kernels::sgemm;
+
+constexpr float kLayerNormEps = 1e-5f;
+// Attention works on blocks of this many query rows: a block's scores only
+// reach its last key, so the masked upper triangle is skipped except inside
+// diagonal blocks, and every product is still one sgemm call.
+constexpr int kAttentionBlock = 32;
+
+// Eight independent partial sums: the loop vectorizes without reassociation
+// flags, and the order is fixed (deterministic).
+constexpr int kLanes = 8;
+
+float sum(const float* x, int n) {
+  float acc[kLanes] = {};
+  int i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) acc[j] += x[i + j];
+  float total = 0.0f;
+  for (int j = 0; j < kLanes; ++j) total += acc[j];
+  for (; i < n; ++i) total += x[i];
+  return total;
+}
+
+float dot(const float* a, const float* b, int n) {
+  float acc[kLanes] = {};
+  int i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) acc[j] += a[i + j] * b[i + j];
+  float total = 0.0f;
+  for (int j = 0; j < kLanes; ++j) total += acc[j];
+  for (; i < n; ++i) total += a[i] * b[i];
+  return total;
+}
+
+float centered_sum_squares(const float* x, float mean, int n) {
+  float acc[kLanes] = {};
+  int i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) {
+      const float d = x[i + j] - mean;
+      acc[j] += d * d;
+    }
+  float total = 0.0f;
+  for (int j = 0; j < kLanes; ++j) total += acc[j];
+  for (; i < n; ++i) total += (x[i] - mean) * (x[i] - mean);
+  return total;
+}
+
+// dst (OC) += sum of the N rows of src (N,OC), or = when !accumulate.
+void add_column_sums(float* dst, const float* src, int N, int OC, bool accumulate) {
+  if (!accumulate) std::fill(dst, dst + OC, 0.0f);
+  for (int n = 0; n < N; ++n) {
+    const float* row = src + static_cast<std::size_t>(n) * OC;
+    for (int o = 0; o < OC; ++o) dst[o] += row[o];
+  }
+}
+
+}  // namespace
+
+void encoder_forward(float* out, const std::int32_t* tokens, const float* wte, const float* wpe,
+                     int B, int T, int C) {
+  for (int b = 0; b < B; ++b)
+    for (int t = 0; t < T; ++t) {
+      const std::size_t bt = static_cast<std::size_t>(b) * T + t;
+      float* o = out + bt * C;
+      const float* e = wte + static_cast<std::size_t>(tokens[bt]) * C;
+      const float* p = wpe + static_cast<std::size_t>(t) * C;
+      for (int c = 0; c < C; ++c) o[c] = e[c] + p[c];
+    }
+}
+
+void encoder_backward(float* dwte, float* dwpe, const float* dout, const std::int32_t* tokens,
+                      int B, int T, int C) {
+  for (int b = 0; b < B; ++b)
+    for (int t = 0; t < T; ++t) {
+      const std::size_t bt = static_cast<std::size_t>(b) * T + t;
+      const float* d = dout + bt * C;
+      float* de = dwte + static_cast<std::size_t>(tokens[bt]) * C;
+      float* dp = dwpe + static_cast<std::size_t>(t) * C;
+      for (int c = 0; c < C; ++c) {
+        de[c] += d[c];
+        dp[c] += d[c];
+      }
+    }
+}
+
+void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
+                       const float* bias, int N, int C) {
+  for (int n = 0; n < N; ++n) {
+    const float* x = inp + static_cast<std::size_t>(n) * C;
+    float* o = out + static_cast<std::size_t>(n) * C;
+    const float m = sum(x, C) / static_cast<float>(C);
+    const float var = centered_sum_squares(x, m, C) / static_cast<float>(C);
+    const float s = 1.0f / std::sqrt(var + kLayerNormEps);
+    for (int c = 0; c < C; ++c) o[c] = (x[c] - m) * s * weight[c] + bias[c];
+    mean[n] = m;
+    rstd[n] = s;
+  }
+}
+
+void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                        const float* inp, const float* weight, const float* mean,
+                        const float* rstd, int N, int C, bool accumulate) {
+  if (!accumulate) {
+    std::fill(dweight, dweight + C, 0.0f);
+    std::fill(dbias, dbias + C, 0.0f);
+  }
+  for (int n = 0; n < N; ++n) {
+    const std::size_t row = static_cast<std::size_t>(n) * C;
+    const float* x = inp + row;
+    const float* d = dout + row;
+    float* di = dinp + row;
+    const float m = mean[n], s = rstd[n];
+    // mean of dnorm = d*w and of dnorm*norm, norm = (x - m) * s
+    float acc1[kLanes] = {}, acc2[kLanes] = {};
+    int c = 0;
+    for (; c + kLanes <= C; c += kLanes)
+      for (int j = 0; j < kLanes; ++j) {
+        const float dn = d[c + j] * weight[c + j];
+        acc1[j] += dn;
+        acc2[j] += dn * (x[c + j] - m);
+      }
+    float dnorm_sum = 0.0f, dnorm_norm_sum = 0.0f;
+    for (int j = 0; j < kLanes; ++j) {
+      dnorm_sum += acc1[j];
+      dnorm_norm_sum += acc2[j];
+    }
+    for (; c < C; ++c) {
+      dnorm_sum += d[c] * weight[c];
+      dnorm_norm_sum += d[c] * weight[c] * (x[c] - m);
+    }
+    const float dnorm_mean = dnorm_sum / static_cast<float>(C);
+    const float dnorm_norm_mean = dnorm_norm_sum * s / static_cast<float>(C);
+    for (c = 0; c < C; ++c) {
+      const float norm = (x[c] - m) * s;
+      dbias[c] += d[c];
+      dweight[c] += norm * d[c];
+      di[c] += (d[c] * weight[c] - dnorm_mean - norm * dnorm_norm_mean) * s;
+    }
+  }
+}
+
+void matmul_forward(float* out, const float* inp, const float* weight, const float* bias,
+                    const float* residual, int N, int C, int OC) {
+  // out = residual + bias first, then the product accumulates (beta = 1).
+  for (int n = 0; n < N; ++n) {
+    float* o = out + static_cast<std::size_t>(n) * OC;
+    const float* r = residual ? residual + static_cast<std::size_t>(n) * OC : nullptr;
+    if (r && bias) {
+      for (int j = 0; j < OC; ++j) o[j] = r[j] + bias[j];
+    } else if (r) {
+      std::memcpy(o, r, sizeof(float) * static_cast<std::size_t>(OC));
+    } else if (bias) {
+      std::memcpy(o, bias, sizeof(float) * static_cast<std::size_t>(OC));
+    }
+  }
+  GemmShape s;
+  s.m = N;
+  s.n = OC;
+  s.k = C;
+  s.beta = (bias || residual) ? 1.0f : 0.0f;
+  s.lda = C;
+  s.ldb = OC;
+  s.ldc = OC;
+  sgemm(s, inp, weight, out);
+}
+
+void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                     const float* inp, const float* weight, int N, int C, int OC, bool accumulate) {
+  GemmShape di;  // dinp (N,C) = dout (N,OC) @ weight^T
+  di.trans_b = true;
+  di.m = N;
+  di.n = C;
+  di.k = OC;
+  di.lda = OC;
+  di.ldb = OC;
+  di.ldc = C;
+  sgemm(di, dout, weight, dinp);
+  GemmShape dw;  // dweight [C,OC] (+)= inp^T (C,N) @ dout (N,OC)
+  dw.trans_a = true;
+  dw.m = C;
+  dw.n = OC;
+  dw.k = N;
+  dw.beta = accumulate ? 1.0f : 0.0f;
+  dw.lda = C;
+  dw.ldb = OC;
+  dw.ldc = OC;
+  sgemm(dw, inp, dout, dweight);
+  if (dbias) add_column_sums(dbias, dout, N, OC, accumulate);
+}
+
+void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C, int NH) {
+  const int hs = C / NH;
+  const int ld = 3 * C;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
+  const auto& mk = detail::model_kernels();
+  for (int b = 0; b < B; ++b)
+    for (int h = 0; h < NH; ++h) {
+      const float* q = qkv + static_cast<std::size_t>(b) * T * ld + h * hs;
+      const float* k = q + C;
+      const float* v = q + 2 * C;
+      float* a = att + (static_cast<std::size_t>(b) * NH + h) * T * T;
+      float* o = out + static_cast<std::size_t>(b) * T * C + h * hs;
+      for (int r0 = 0; r0 < T; r0 += kAttentionBlock) {
+        const int r1 = std::min(r0 + kAttentionBlock, T);
+        GemmShape qk;  // scores (rows, r1) = scale * q[r0:r1] @ k[0:r1]^T
+        qk.trans_b = true;
+        qk.m = r1 - r0;
+        qk.n = r1;
+        qk.k = hs;
+        qk.alpha = scale;
+        qk.lda = ld;
+        qk.ldb = ld;
+        qk.ldc = T;
+        float* rows = a + static_cast<std::size_t>(r0) * T;
+        sgemm(qk, q + static_cast<std::size_t>(r0) * ld, k, rows);
+        for (int t = r0; t < r1; ++t) {
+          float* row = a + static_cast<std::size_t>(t) * T;
+          const std::size_t n = static_cast<std::size_t>(t) + 1;
+          const float inv = 1.0f / mk.exp_shift_sum(row, mk.max(row, n), n);
+          for (std::size_t s = 0; s < n; ++s) row[s] *= inv;
+          std::fill(row + n, row + r1, 0.0f);  // masked: the product below reads them
+        }
+        GemmShape av;  // out[r0:r1] (rows, hs) = att[r0:r1, 0:r1] @ v[0:r1]
+        av.m = r1 - r0;
+        av.n = hs;
+        av.k = r1;
+        av.lda = T;
+        av.ldb = ld;
+        av.ldc = C;
+        sgemm(av, rows, v, o + static_cast<std::size_t>(r0) * C);
+      }
+    }
+}
+
+void attention_backward(float* dqkv, float* scratch, const float* dout, const float* qkv,
+                        const float* att, int B, int T, int C, int NH) {
+  const int hs = C / NH;
+  const int ld = 3 * C;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
+  for (int b = 0; b < B; ++b)
+    for (int h = 0; h < NH; ++h) {
+      const std::size_t qoff = static_cast<std::size_t>(b) * T * ld + h * hs;
+      const float* q = qkv + qoff;
+      const float* k = q + C;
+      const float* v = q + 2 * C;
+      float* dq = dqkv + qoff;
+      float* dk = dq + C;
+      float* dv = dq + 2 * C;
+      const float* a = att + (static_cast<std::size_t>(b) * NH + h) * T * T;
+      const float* d = dout + static_cast<std::size_t>(b) * T * C + h * hs;
+      float* ds = scratch;  // (T,T): d scores, lower triangle by row blocks
+      for (int r0 = 0; r0 < T; r0 += kAttentionBlock) {
+        const int r1 = std::min(r0 + kAttentionBlock, T);
+        float* rows = ds + static_cast<std::size_t>(r0) * T;
+        GemmShape datt;  // datt (rows, r1) = dout[r0:r1] @ v[0:r1]^T
+        datt.trans_b = true;
+        datt.m = r1 - r0;
+        datt.n = r1;
+        datt.k = hs;
+        datt.lda = C;
+        datt.ldb = ld;
+        datt.ldc = T;
+        sgemm(datt, d + static_cast<std::size_t>(r0) * C, v, rows);
+        for (int t = r0; t < r1; ++t) {  // softmax backward, times the score scale
+          float* drow = ds + static_cast<std::size_t>(t) * T;
+          const float* p = a + static_cast<std::size_t>(t) * T;
+          const float pd = dot(p, drow, t + 1);
+          for (int s = 0; s <= t; ++s) drow[s] = p[s] * (drow[s] - pd) * scale;
+          std::fill(drow + t + 1, drow + r1, 0.0f);
+        }
+        GemmShape gq;  // dq[r0:r1] = dscores[r0:r1, 0:r1] @ k[0:r1]
+        gq.m = r1 - r0;
+        gq.n = hs;
+        gq.k = r1;
+        gq.lda = T;
+        gq.ldb = ld;
+        gq.ldc = ld;
+        sgemm(gq, rows, k, dq + static_cast<std::size_t>(r0) * ld);
+      }
+      // Key block [c0,c1) is reached by query rows c0..T-1 only.
+      for (int c0 = 0; c0 < T; c0 += kAttentionBlock) {
+        const int c1 = std::min(c0 + kAttentionBlock, T);
+        const std::size_t corner = static_cast<std::size_t>(c0) * T + c0;
+        GemmShape g;  // d{k,v}[c0:c1] = (ds|att)[c0:T, c0:c1]^T @ (q|dout)[c0:T]
+        g.trans_a = true;
+        g.m = c1 - c0;
+        g.n = hs;
+        g.k = T - c0;
+        g.lda = T;
+        g.ldc = ld;
+        g.ldb = ld;
+        sgemm(g, ds + corner, q + static_cast<std::size_t>(c0) * ld, dk + static_cast<std::size_t>(c0) * ld);
+        g.ldb = C;
+        sgemm(g, a + corner, d + static_cast<std::size_t>(c0) * C, dv + static_cast<std::size_t>(c0) * ld);
+      }
+    }
+}
+
+void gelu_forward(float* out, const float* inp, std::size_t n) {
+  detail::model_kernels().gelu_forward(out, inp, n);
+}
+
+void gelu_backward(float* dinp, const float* inp, const float* dout, std::size_t n) {
+  detail::model_kernels().gelu_backward(dinp, inp, dout, n);
+}
+
+float crossentropy_forward(float* probs, float* losses, const float* logits,
+                           const std::int32_t* targets, int N, int V) {
+  const auto& mk = detail::model_kernels();
+  double total = 0.0;
+  for (int n = 0; n < N; ++n) {
+    const std::size_t row = static_cast<std::size_t>(n) * V;
+    float* p = probs + row;
+    std::memcpy(p, logits + row, sizeof(float) * static_cast<std::size_t>(V));
+    const float mx = mk.max(p, static_cast<std::size_t>(V));
+    const float z = mk.exp_shift_sum(p, mx, static_cast<std::size_t>(V));
+    const float inv = 1.0f / z;
+    for (int i = 0; i < V; ++i) p[i] *= inv;
+    // log-sum-exp form: exact even when the target's probability underflows
+    losses[n] = std::log(z) - (logits[row + static_cast<std::size_t>(targets[n])] - mx);
+    total += static_cast<double>(losses[n]);
+  }
+  return static_cast<float>(total / N);
+}
+
+void crossentropy_backward(float* dlogits, const float* probs, const std::int32_t* targets, int N,
+                           int V, float dloss) {
+  for (int n = 0; n < N; ++n) {
+    const std::size_t row = static_cast<std::size_t>(n) * V;
+    for (int i = 0; i < V; ++i) dlogits[row + i] = probs[row + i] * dloss;
+    dlogits[row + static_cast<std::size_t>(targets[n])] -= dloss;
+  }
+}
+
+}  // namespace cllm::model::layers

@@ -1,0 +1,124 @@
+// Highway versions of model_kernels.h, compiled once per target (see
+// kernels/kernels_simd.cpp for the scheme and the target choice).
+#ifndef HWY_DISABLED_TARGETS
+#define HWY_DISABLED_TARGETS (HWY_SSSE3 | HWY_AVX3_DL)
+#endif
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "model/model_simd.cpp"
+#include <hwy/foreach_target.h>  // must come before highway.h
+#include <hwy/highway.h>
+#include <hwy/contrib/math/math-inl.h>
+
+#include <cmath>
+
+#include "model/model_kernels.h"
+
+#if HWY_TARGET != HWY_SCALAR
+HWY_BEFORE_NAMESPACE();
+namespace cllm::model::detail {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+using DF = hn::ScalableTag<float>;
+using VF = hn::Vec<DF>;
+
+constexpr float kGeluScale = 0.7978845608028654f;  // sqrt(2/pi)
+constexpr float kGeluCubic = 0.044715f;
+
+HWY_INLINE VF TanhArg(DF d, VF x) {
+  const VF x2 = hn::Mul(x, x);
+  return hn::Mul(hn::Mul(hn::Set(d, kGeluScale), x), hn::MulAdd(hn::Set(d, kGeluCubic), x2, hn::Set(d, 1.0f)));
+}
+
+void GeluForward(float* HWY_RESTRICT out, const float* HWY_RESTRICT inp, std::size_t n) {
+  const DF d;
+  const std::size_t N = hn::Lanes(d);
+  const VF half = hn::Set(d, 0.5f), one = hn::Set(d, 1.0f);
+  std::size_t i = 0;
+  for (; i + N <= n; i += N) {
+    const VF x = hn::LoadU(d, inp + i);
+    const VF th = hn::Tanh(d, TanhArg(d, x));
+    hn::StoreU(hn::Mul(hn::Mul(half, x), hn::Add(one, th)), d, out + i);
+  }
+  if (i < n) scalar_model_kernels().gelu_forward(out + i, inp + i, n - i);
+}
+
+void GeluBackward(float* dinp, const float* HWY_RESTRICT inp, const float* dout, std::size_t n) {
+  const DF d;
+  const std::size_t N = hn::Lanes(d);
+  const VF half = hn::Set(d, 0.5f), one = hn::Set(d, 1.0f), scale = hn::Set(d, kGeluScale),
+           cubic3 = hn::Set(d, 3.0f * kGeluCubic);
+  std::size_t i = 0;
+  for (; i + N <= n; i += N) {
+    const VF x = hn::LoadU(d, inp + i);
+    const VF th = hn::Tanh(d, TanhArg(d, x));
+    const VF dtanh = hn::Mul(scale, hn::MulAdd(cubic3, hn::Mul(x, x), one));
+    // 0.5 (1 + th) + 0.5 x (1 - th^2) dtanh
+    const VF sech2 = hn::NegMulAdd(th, th, one);
+    const VF grad = hn::Mul(half, hn::MulAdd(hn::Mul(x, sech2), dtanh, hn::Add(one, th)));
+    hn::StoreU(hn::Mul(hn::LoadU(d, dout + i), grad), d, dinp + i);
+  }
+  if (i < n) scalar_model_kernels().gelu_backward(dinp + i, inp + i, dout + i, n - i);
+}
+
+float ExpShiftSum(float* HWY_RESTRICT x, float shift, std::size_t n) {
+  const DF d;
+  const std::size_t N = hn::Lanes(d);
+  const VF vshift = hn::Set(d, shift);
+  VF sum = hn::Zero(d);
+  std::size_t i = 0;
+  for (; i + N <= n; i += N) {
+    const VF e = hn::Exp(d, hn::Sub(hn::LoadU(d, x + i), vshift));
+    hn::StoreU(e, d, x + i);
+    sum = hn::Add(sum, e);
+  }
+  float total = hn::GetLane(hn::SumOfLanes(d, sum));
+  if (i < n) total += scalar_model_kernels().exp_shift_sum(x + i, shift, n - i);
+  return total;
+}
+
+float Max(const float* HWY_RESTRICT x, std::size_t n) {
+  const DF d;
+  const std::size_t N = hn::Lanes(d);
+  std::size_t i = 0;
+  float best = x[0];
+  if (n >= N) {
+    VF m = hn::LoadU(d, x);
+    for (i = N; i + N <= n; i += N) m = hn::Max(m, hn::LoadU(d, x + i));
+    best = hn::GetLane(hn::MaxOfLanes(d, m));
+  }
+  for (; i < n; ++i) best = x[i] > best ? x[i] : best;
+  return best;
+}
+
+const ModelKernels* Table() {
+  static const ModelKernels table{GeluForward, GeluBackward, ExpShiftSum, Max};
+  return &table;
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace cllm::model::detail
+HWY_AFTER_NAMESPACE();
+#endif  // HWY_TARGET != HWY_SCALAR
+
+#if HWY_ONCE
+namespace cllm::model::detail {
+
+const ModelKernels* simd_model_kernels(kernels::Target t) {
+  switch (t) {
+#if HWY_TARGETS & HWY_SSE4
+    case kernels::Target::sse4: return N_SSE4::Table();
+#endif
+#if HWY_TARGETS & HWY_AVX2
+    case kernels::Target::avx2: return N_AVX2::Table();
+#endif
+#if HWY_TARGETS & HWY_AVX3
+    case kernels::Target::avx512: return N_AVX3::Table();
+#endif
+    default: return nullptr;
+  }
+}
+
+}  // namespace cllm::model::detail
+#endif  // HWY_ONCE
