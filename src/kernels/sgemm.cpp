@@ -9,8 +9,10 @@
 namespace cllm::kernels {
 namespace {
 
-// The order auto prefers, fastest first, from `cllm bench gemm` on the model
-// shapes at 1 and 2 concurrent callers (see the commit introducing it).
+// The order auto prefers, fastest first. `cllm bench gemm` on the small and
+// medium model shapes (forward and both backward products), 1 and 2
+// concurrent callers, Zen 4: oneDNN was faster on every row; OpenBLAS
+// 0.3.21 uses AVX2 kernels there unless OPENBLAS_CORETYPE=SkylakeX.
 constexpr GemmBackend kPreference[] = {GemmBackend::onednn, GemmBackend::openblas, GemmBackend::naive};
 
 [[maybe_unused]] bool well_formed(const GemmShape& s) {
@@ -28,6 +30,19 @@ std::string_view gemm_backend_name(GemmBackend backend) {
     case GemmBackend::onednn: return "onednn";
   }
   return "unknown";
+}
+
+std::string gemm_backend_description(GemmBackend backend) {
+  switch (backend) {
+    case GemmBackend::naive: return "triple loop, double accumulator";
+#if CLLM_HAVE_OPENBLAS
+    case GemmBackend::openblas: return detail::openblas_description();
+#endif
+#if CLLM_HAVE_ONEDNN
+    case GemmBackend::onednn: return detail::onednn_description();
+#endif
+    default: return "not compiled in";
+  }
 }
 
 bool gemm_backend_available(GemmBackend backend) {

@@ -10,6 +10,7 @@
 // process; auto is the backend measured fastest in the per-worker setting.
 #pragma once
 
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -45,6 +46,8 @@ GemmBackend gemm_backend();
 GemmBackend parse_gemm_backend(std::string_view text, std::string_view what = "CLLM_GEMM");
 
 std::string_view gemm_backend_name(GemmBackend backend);
+// The library's version and the CPU kernels it picked, e.g. for `cllm bench gemm`.
+std::string gemm_backend_description(GemmBackend backend);
 bool gemm_backend_available(GemmBackend backend);
 std::vector<GemmBackend> available_gemm_backends();
 

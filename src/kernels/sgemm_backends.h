@@ -3,11 +3,15 @@
 // a well-formed shape with m, n, k > 0, computed on the calling thread only.
 #pragma once
 
+#include <string>
+
 #include "kernels/sgemm.h"
 
 namespace cllm::kernels::detail {
 
 void sgemm_onednn(const GemmShape& s, const float* a, const float* b, float* c);
 void sgemm_openblas(const GemmShape& s, const float* a, const float* b, float* c);
+std::string onednn_description();
+std::string openblas_description();
 
 }  // namespace cllm::kernels::detail

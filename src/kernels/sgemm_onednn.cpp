@@ -6,6 +6,7 @@
 #include <omp.h>
 
 #include <oneapi/dnnl/dnnl.h>
+#include <oneapi/dnnl/dnnl_debug.h>
 
 #include <stdexcept>
 #include <string>
@@ -26,6 +27,12 @@ void sgemm_onednn(const GemmShape& s, const float* a, const float* b, float* c) 
     throw std::runtime_error("sgemm (onednn): dnnl_sgemm failed with status " + std::to_string(status) + " for m=" +
                              std::to_string(s.m) + " n=" + std::to_string(s.n) + " k=" + std::to_string(s.k));
   }
+}
+
+std::string onednn_description() {
+  const dnnl_version_t* v = dnnl_version();
+  return "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch) +
+         ", kernels for " + dnnl_cpu_isa2str(dnnl_get_effective_cpu_isa());
 }
 
 }  // namespace cllm::kernels::detail

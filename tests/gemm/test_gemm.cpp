@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <limits>
 #include <random>
@@ -179,6 +180,19 @@ TEST(GemmBackendChoice, BadNameIsAClearError) {
     EXPECT_NE(msg.find("mkl"), std::string::npos) << msg;
     EXPECT_NE(msg.find("expected auto, onednn, openblas or naive"), std::string::npos) << msg;
   }
+}
+
+// gemm_backend() reads CLLM_GEMM once per process; a throwing first read
+// leaves it unresolved, so this test (the only caller in this binary) can try
+// a bad value first and a good one after.
+TEST(GemmBackendChoice, EnvironmentVariablePicksTheBackend) {
+  ASSERT_EQ(setenv("CLLM_GEMM", "fastest", 1), 0);
+  EXPECT_THROW(k::gemm_backend(), std::invalid_argument);
+  ASSERT_EQ(setenv("CLLM_GEMM", "naive", 1), 0);
+  EXPECT_EQ(k::gemm_backend(), k::GemmBackend::naive);
+  // The choice is made once: later changes do not switch backends mid-run.
+  ASSERT_EQ(setenv("CLLM_GEMM", "auto", 1), 0);
+  EXPECT_EQ(k::gemm_backend(), k::GemmBackend::naive);
 }
 
 }  // namespace
