@@ -117,7 +117,7 @@ TEST(Layers, MatmulMatchesReference) {
 }
 
 TEST(Layers, AttentionMatchesReference) {
-  for (int t : {1, 5, 32, T}) {  // one token, one partial block, one full block, several
+  for (int t : {1, 5, 64, T}) {  // one token, a partial block, one full block, several
     SCOPED_TRACE(t);
     const std::size_t n = static_cast<std::size_t>(B) * t;
     const auto qkv = random_vector(n * 3 * C, 21, 1.5f), dout = random_vector(n * C, 22);

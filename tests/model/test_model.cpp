@@ -227,7 +227,7 @@ TEST(Forward, SmallerBatchInLargerWorkspaceGivesSameResult) {
 }
 
 TEST(KvCache, LogitsMatchFullForwardAtEveryPosition) {
-  const Config c{23, 3, 16, 4, 40};  // context > one attention block
+  const Config c{23, 3, 16, 4, 70};  // context > one attention block (64)
   const ParamLayout layout(c);
   const auto p = test_params(layout, 14);
   const int T = c.context;
