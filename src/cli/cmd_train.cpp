@@ -1,0 +1,189 @@
+// `cllm train`, `cllm generate`, `cllm eval`: the product's main commands.
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+#include <fmt/core.h>
+
+#include "cli/commands.h"
+#include "data/dataset.h"
+#include "train/checkpoint.h"
+#include "train/sampling.h"
+#include "train/trainer.h"
+
+namespace cllm::cli {
+namespace fs = std::filesystem;
+namespace {
+
+// Tokenizer flags shared by train, generate and eval.
+struct TokenizerFlags {
+  std::string name = "byte";
+  fs::path encoder_json, vocab_bpe;
+  void add(CLI::App& cmd) {
+    cmd.add_option("--tokenizer", name, "byte (vocab 256) or gpt2 (needs --encoder-json and --vocab-bpe)")
+        ->check(CLI::IsMember({"byte", "gpt2"}))
+        ->capture_default_str();
+    cmd.add_option("--encoder-json", encoder_json, "GPT-2 encoder.json (gpt2 tokenizer)");
+    cmd.add_option("--vocab-bpe", vocab_bpe, "GPT-2 vocab.bpe (gpt2 tokenizer)");
+  }
+};
+
+// --ckpt: a weights file, a checkpoint directory or a run directory (its
+// newest checkpoint).
+fs::path resolve_weights(const fs::path& ckpt) {
+  if (fs::is_regular_file(ckpt)) return ckpt;
+  if (fs::is_regular_file(ckpt / "model.safetensors")) return ckpt / "model.safetensors";
+  if (fs::is_directory(ckpt)) {
+    if (const auto latest = train::CheckpointStore(ckpt).latest()) return latest->dir / "model.safetensors";
+    throw std::runtime_error("'" + ckpt.string() + "' holds no model.safetensors and no complete checkpoint");
+  }
+  throw std::runtime_error("'" + ckpt.string() + "': no such file or directory (expected a .safetensors file or a run directory)");
+}
+
+void add_train(CLI::App& app) {
+  auto* cmd = app.add_subcommand("train", "Train a GPT on text with N worker threads");
+  auto o = std::make_shared<train::TrainOptions>();
+  auto tok = std::make_shared<TokenizerFlags>();
+  auto order = std::make_shared<std::string>("shuffled");
+  auto schedule = std::make_shared<std::string>("cosine");
+  tok->add(*cmd);
+  cmd->add_option("--data", o->data, "Training text file, directory of text files, or .tok file")->required();
+  cmd->add_option("--val-data", o->val_data, "Validation data (default: the last --val-fraction of --data)");
+  cmd->add_option("--val-fraction", o->val_fraction, "Share of --data held out for validation")->capture_default_str();
+  cmd->add_option("--vocab", o->model.vocab, "Vocabulary size (default: the tokenizer's)");
+  cmd->add_option("--layers", o->model.layers, "Transformer blocks")->capture_default_str();
+  cmd->add_option("--dim", o->model.dim, "Model width")->capture_default_str();
+  cmd->add_option("--heads", o->model.heads, "Attention heads")->capture_default_str();
+  cmd->add_option("--context", o->model.context, "Context length (positions)")->capture_default_str();
+  cmd->add_option("--seq", o->seq, "Tokens per sequence (default: --context)");
+  cmd->add_option("--batch", o->batch, "Sequences per micro-batch")->capture_default_str();
+  cmd->add_option("--accum", o->accum, "Micro-batches per step (the global batch does not depend on --threads)")->capture_default_str();
+  cmd->add_option("--threads", o->threads, "Worker threads, 1-256 (default: all hardware threads)");
+  cmd->add_option("--steps", o->steps, "Optimizer steps");
+  cmd->add_option("--epochs", o->epochs, "Epochs over the training tokens (when --steps is not given)");
+  cmd->add_option("--lr", o->lr, "Peak learning rate")->capture_default_str();
+  cmd->add_option("--min-lr", o->min_lr, "Final learning rate")->capture_default_str();
+  cmd->add_option("--warmup", o->warmup, "Warmup steps")->capture_default_str();
+  cmd->add_option("--schedule", *schedule, "cosine, linear or constant")->capture_default_str();
+  cmd->add_option("--weight-decay", o->weight_decay, "AdamW weight decay (2-D tensors only)")->capture_default_str();
+  cmd->add_option("--beta1", o->beta1, "AdamW beta1")->capture_default_str();
+  cmd->add_option("--beta2", o->beta2, "AdamW beta2")->capture_default_str();
+  cmd->add_option("--clip", o->clip, "Max global gradient norm (0: off)")->capture_default_str();
+  cmd->add_option("--seed", o->seed, "Seed for init and data order")->capture_default_str();
+  cmd->add_option("--data-order", *order, "shuffled or sequential")->capture_default_str();
+  cmd->add_flag("--deterministic", o->deterministic, "Static batch assignment and fixed reduction order: bitwise repeatable");
+  cmd->add_option("--max-bad-steps", o->max_bad_steps, "Stop after this many non-finite steps in a row")->capture_default_str();
+  cmd->add_option("--eval-every", o->eval_every, "Evaluate every N steps (0: at the end only)")->capture_default_str();
+  cmd->add_option("--eval-batches", o->eval_batches, "Micro-batches per evaluation")->capture_default_str();
+  cmd->add_option("--ckpt-every", o->ckpt_every, "Checkpoint every N steps (0: at the end only)")->capture_default_str();
+  cmd->add_option("--keep", o->keep, "Complete checkpoints to keep (0: all)")->capture_default_str();
+  cmd->add_option("--sample-every", o->sample_every, "Print a generated sample every N steps")->capture_default_str();
+  cmd->add_option("--sample-tokens", o->sample_tokens, "Tokens per sample (0: no samples)")->capture_default_str();
+  cmd->add_option("--log-every", o->log_every, "Print a step line every N steps")->capture_default_str();
+  cmd->add_option("--out", o->out, "Run directory: checkpoints and metrics.jsonl")->capture_default_str();
+  cmd->add_flag("--resume", o->resume, "Continue from the newest complete checkpoint in --out");
+  cmd->add_option("--stop-after", o->stop_after, "Save and stop after N steps of this invocation (0: run to the end)");
+  cmd->add_option("--init-from", o->init_from, "GPT-2 safetensors weights to start from (fine-tuning)");
+  cmd->callback([o, tok, order, schedule] {
+    o->tokenizer = tok->name;
+    o->encoder_json = tok->encoder_json;
+    o->vocab_bpe = tok->vocab_bpe;
+    o->data_order = data::parse_data_order(*order);
+    o->schedule = optim::parse_lr_schedule(*schedule);
+    const auto summary = train::run_training(*o);
+    if (summary.stopped_by_signal) throw CLI::RuntimeError(130);
+  });
+}
+
+void add_generate(CLI::App& app) {
+  auto* cmd = app.add_subcommand("generate", "Generate text from a trained model");
+  auto tok = std::make_shared<TokenizerFlags>();
+  auto ckpt = std::make_shared<fs::path>();
+  auto prompt = std::make_shared<std::string>();
+  auto so = std::make_shared<train::SamplingOptions>();
+  auto heads = std::make_shared<int>(0);
+  tok->add(*cmd);
+  cmd->add_option("--ckpt", *ckpt, "Weights (.safetensors), checkpoint directory or run directory")->required();
+  cmd->add_option("--prompt", *prompt, "Text to continue");
+  cmd->add_option("--tokens", so->tokens, "Tokens to generate")->capture_default_str();
+  cmd->add_option("--temperature", so->temperature, "Sampling temperature (0: greedy)")->capture_default_str();
+  cmd->add_option("--top-k", so->top_k, "Keep the k most likely tokens (0: all)")->capture_default_str();
+  cmd->add_option("--top-p", so->top_p, "Nucleus sampling mass")->capture_default_str();
+  cmd->add_option("--seed", so->seed, "Sampling seed")->capture_default_str();
+  cmd->add_option("--heads", *heads, "Attention heads, for weights that do not record them (Hugging Face files)");
+  cmd->callback([=] {
+    so->validate();
+    auto weights = train::load_weights(resolve_weights(*ckpt), *heads);
+    const bool tokenizer_given = cmd->count("--tokenizer") > 0;
+    const auto tokenizer = data::make_tokenizer(tokenizer_given ? tok->name : weights.tokenizer, tok->encoder_json, tok->vocab_bpe);
+    const model::ParamLayout layout(weights.config);
+    std::fputs(prompt->c_str(), stdout);
+    train::generate_text(layout, weights.params.data(), *tokenizer, *prompt, *so, [](std::string_view t) {
+      std::fwrite(t.data(), 1, t.size(), stdout);
+      std::fflush(stdout);
+    });
+    std::fputc('\n', stdout);
+  });
+}
+
+void add_eval(CLI::App& app) {
+  auto* cmd = app.add_subcommand("eval", "Validation loss and perplexity of a model on a file");
+  auto tok = std::make_shared<TokenizerFlags>();
+  auto ckpt = std::make_shared<fs::path>();
+  auto data_path = std::make_shared<fs::path>();
+  auto seq = std::make_shared<int>(0);
+  auto batch = std::make_shared<int>(8);
+  auto max_batches = std::make_shared<std::size_t>(0);
+  auto heads = std::make_shared<int>(0);
+  tok->add(*cmd);
+  cmd->add_option("--ckpt", *ckpt, "Weights (.safetensors), checkpoint directory or run directory")->required();
+  cmd->add_option("--data", *data_path, "Text file, directory or .tok file to evaluate on")->required();
+  cmd->add_option("--seq", *seq, "Tokens per sequence (default: the model context)");
+  cmd->add_option("--batch", *batch, "Sequences per forward pass")->capture_default_str();
+  cmd->add_option("--max-batches", *max_batches, "Stop after this many batches (0: the whole file)")->capture_default_str();
+  cmd->add_option("--heads", *heads, "Attention heads, for weights that do not record them");
+  cmd->callback([=] {
+    const auto weights = train::load_weights(resolve_weights(*ckpt), *heads);
+    const bool tokenizer_given = cmd->count("--tokenizer") > 0;
+    const auto tokenizer = data::make_tokenizer(tokenizer_given ? tok->name : weights.tokenizer, tok->encoder_json, tok->vocab_bpe);
+    const model::ParamLayout layout(weights.config);
+    const int T = *seq ? *seq : weights.config.context;
+    if (T < 1 || T > weights.config.context)
+      throw std::invalid_argument(fmt::format("--seq must be in [1, {}], got {}", weights.config.context, T));
+    if (*batch < 1) throw std::invalid_argument("--batch must be >= 1");
+    const auto ds = data::Dataset::load({*data_path, {}, 0.0}, *tokenizer);
+    const data::BatchSampler sampler(ds.train, T, data::DataOrder::sequential, 0);
+    const std::uint64_t n_seq = sampler.sequences_per_epoch();
+    std::uint64_t n_batches = (n_seq + static_cast<std::uint64_t>(*batch) - 1) / static_cast<std::uint64_t>(*batch);
+    if (*max_batches) n_batches = std::min<std::uint64_t>(n_batches, *max_batches);
+    model::Workspace ws(weights.config, *batch, T);
+    std::vector<std::int32_t> in(static_cast<std::size_t>(*batch * T)), tg(in.size());
+    double loss_sum = 0.0;
+    std::uint64_t rows_total = 0;
+    for (std::uint64_t b = 0; b < n_batches; ++b) {
+      const std::uint64_t rows = std::min<std::uint64_t>(static_cast<std::uint64_t>(*batch), n_seq - b * static_cast<std::uint64_t>(*batch));
+      for (std::uint64_t r = 0; r < rows; ++r)
+        sampler.fill(b * static_cast<std::uint64_t>(*batch) + r, in.data() + r * static_cast<std::uint64_t>(T),
+                     tg.data() + r * static_cast<std::uint64_t>(T));
+      loss_sum += static_cast<double>(model::forward(layout, weights.params.data(), in.data(), tg.data(),
+                                                     static_cast<int>(rows), T, ws)) * static_cast<double>(rows);
+      rows_total += rows;
+    }
+    const double loss = loss_sum / static_cast<double>(rows_total);
+    fmt::print("{}: {} tokens in {} sequences of {}: loss {:.4f}, perplexity {:.3f}\n", data_path->string(),
+               rows_total * static_cast<std::uint64_t>(T), rows_total, T, loss, std::exp(loss));
+  });
+}
+
+}  // namespace
+
+void add_train_commands(CLI::App& app) {
+  add_train(app);
+  add_generate(app);
+  add_eval(app);
+}
+
+}  // namespace cllm::cli

@@ -1,0 +1,270 @@
+#include "train/checkpoint.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <string_view>
+#include <system_error>
+
+#include "data/file_io.h"
+#include "data/safetensors.h"
+
+namespace cllm::train {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr std::string_view kStepPrefix = "step_";
+constexpr const char* kStateFormat = "cllm-train-state";
+constexpr const char* kStateVersion = "1";
+
+// fsync a directory so a rename inside it survives a crash.
+void sync_directory(const fs::path& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd < 0 || ::fsync(fd) != 0) {
+    if (fd >= 0) ::close(fd);
+    throw data::file_error(dir, "cannot fsync directory");
+  }
+  ::close(fd);
+}
+
+std::string step_dir_name(std::uint64_t step) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "step_%08llu", static_cast<unsigned long long>(step));
+  return buf;
+}
+
+std::optional<std::uint64_t> parse_step_dir(std::string_view name) {
+  if (!name.starts_with(kStepPrefix)) return std::nullopt;
+  name.remove_prefix(kStepPrefix.size());
+  std::uint64_t step = 0;
+  const auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), step);
+  if (ec != std::errc{} || end != name.data() + name.size() || name.empty()) return std::nullopt;
+  return step;
+}
+
+int metadata_int(const data::SafetensorsFile& file, const std::string& key) {
+  const auto it = file.metadata().find(key);
+  if (it == file.metadata().end()) return 0;
+  int value = 0;
+  const auto [end, ec] = std::from_chars(it->second.data(), it->second.data() + it->second.size(), value);
+  if (ec != std::errc{} || end != it->second.data() + it->second.size())
+    throw data::file_error(file.path(), "metadata '" + key + "' is not an integer: '" + it->second + "'");
+  return value;
+}
+
+// Hugging Face names without the optional "transformer." prefix; empty for
+// tensors cllm does not store (attention mask buffers, the tied LM head).
+std::string canonical_name(std::string name) {
+  constexpr std::string_view prefix = "transformer.";
+  if (name.starts_with(prefix)) name.erase(0, prefix.size());
+  if (name == "lm_head.weight" || name.ends_with(".attn.bias") || name.ends_with(".attn.masked_bias")) return {};
+  return name;
+}
+
+// Model config from a weights file: cllm metadata when present, else the
+// tensor shapes of a Hugging Face GPT-2 file.
+model::Config infer_config(const data::SafetensorsFile& file, const std::map<std::string, std::string>& names,
+                           int heads_hint) {
+  model::Config config;
+  if (file.metadata().count("cllm.dim")) {
+    config.vocab = metadata_int(file, "cllm.vocab");
+    config.layers = metadata_int(file, "cllm.layers");
+    config.dim = metadata_int(file, "cllm.dim");
+    config.heads = metadata_int(file, "cllm.heads");
+    config.context = metadata_int(file, "cllm.context");
+  } else {
+    auto shape_of = [&](const std::string& name) {
+      const auto it = names.find(name);
+      if (it == names.end()) throw data::file_error(file.path(), "missing tensor '" + name + "' (not a GPT-2 weights file?)");
+      const auto& shape = file.tensor(it->second).shape;
+      if (shape.size() != 2) throw data::file_error(file.path(), "tensor '" + it->second + "' is not 2-D");
+      return shape;
+    };
+    const auto wte = shape_of("wte.weight");
+    const auto wpe = shape_of("wpe.weight");
+    config.vocab = static_cast<int>(wte[0]);
+    config.dim = static_cast<int>(wte[1]);
+    config.context = static_cast<int>(wpe[0]);
+    while (names.count("h." + std::to_string(config.layers) + ".ln_1.weight")) ++config.layers;
+    config.heads = heads_hint > 0 ? heads_hint : std::max(1, config.dim / 64);
+  }
+  if (heads_hint > 0 && heads_hint != config.heads)
+    throw data::file_error(file.path(), "file says " + std::to_string(config.heads) + " heads, but " +
+                                            std::to_string(heads_hint) + " were asked for");
+  try {
+    config.validate();
+  } catch (const std::exception& e) {
+    throw data::file_error(file.path(), std::string("invalid model config: ") + e.what());
+  }
+  return config;
+}
+
+// Reads every tensor of `layout` from `file` (names mapped by `names`) into
+// params, checking shapes and finiteness.
+void read_params(const data::SafetensorsFile& file, const std::map<std::string, std::string>& names,
+                 const model::ParamLayout& layout, std::span<float> params) {
+  for (const auto& t : layout.tensors()) {
+    const auto it = names.find(t.name);
+    if (it == names.end()) throw data::file_error(file.path(), "missing tensor '" + t.name + "'");
+    const auto& st = file.tensor(it->second);
+    if (st.shape != t.shape) {
+      std::string want, got;
+      for (auto d : t.shape) want += (want.empty() ? "" : ",") + std::to_string(d);
+      for (auto d : st.shape) got += (got.empty() ? "" : ",") + std::to_string(d);
+      throw data::file_error(file.path(), "tensor '" + it->second + "' has shape [" + got + "], expected [" + want + "]");
+    }
+    const std::span<float> out = params.subspan(t.offset, t.size);
+    file.read_f32(it->second, out);
+    if (!std::all_of(out.begin(), out.end(), [](float x) { return std::isfinite(x); }))
+      throw data::file_error(file.path(), "tensor '" + it->second + "' contains NaN or infinite values");
+  }
+}
+
+}  // namespace
+
+LoadedWeights load_weights(const fs::path& path, int heads_hint) {
+  const auto file = data::SafetensorsFile::open(path);
+  std::map<std::string, std::string> names;  // canonical -> name in file
+  for (const auto& [name, tensor] : file.tensors()) {
+    const std::string canon = canonical_name(name);
+    if (canon.empty()) continue;
+    if (!names.emplace(canon, name).second)
+      throw data::file_error(path, "tensor '" + canon + "' appears twice (with and without 'transformer.')");
+  }
+  LoadedWeights out;
+  out.config = infer_config(file, names, heads_hint);
+  const model::ParamLayout layout(out.config);
+  for (const auto& [canon, name] : names) {
+    bool known = false;
+    for (const auto& t : layout.tensors()) known = known || t.name == canon;
+    if (!known) throw data::file_error(path, "unexpected tensor '" + name + "' for a GPT-2 with " +
+                                                 std::to_string(out.config.layers) + " layers");
+  }
+  out.params.resize(layout.total());
+  read_params(file, names, layout, out.params);
+  const auto tok = file.metadata().find("cllm.tokenizer");
+  out.tokenizer = tok != file.metadata().end() ? tok->second : (file.metadata().count("cllm.dim") ? "byte" : "gpt2");
+  return out;
+}
+
+void save_weights(const fs::path& path, const model::ParamLayout& layout, std::span<const float> params,
+                  const std::string& tokenizer, const std::map<std::string, std::string>& extra_metadata) {
+  const model::Config& c = layout.config();
+  std::map<std::string, std::string> metadata = extra_metadata;
+  metadata["format"] = "pt";
+  metadata["cllm.vocab"] = std::to_string(c.vocab);
+  metadata["cllm.layers"] = std::to_string(c.layers);
+  metadata["cllm.dim"] = std::to_string(c.dim);
+  metadata["cllm.heads"] = std::to_string(c.heads);
+  metadata["cllm.context"] = std::to_string(c.context);
+  metadata["cllm.tokenizer"] = tokenizer;
+  std::vector<data::TensorToWrite> tensors;
+  for (const auto& t : layout.tensors()) tensors.push_back({t.name, t.shape, params.data() + t.offset});
+  data::write_safetensors(path, metadata, tensors);
+}
+
+CheckpointStore::CheckpointStore(fs::path run_dir) : dir_(std::move(run_dir) / "checkpoints") {}
+
+Checkpoint CheckpointStore::save(const model::ParamLayout& layout, std::span<const float> params,
+                                 std::span<const float> adam_m, std::span<const float> adam_v,
+                                 const TrainState& state, const std::string& tokenizer, std::size_t keep) {
+  std::error_code ec;
+  fs::create_directories(dir_, ec);
+  if (ec) throw data::file_error(dir_, "cannot create checkpoint directory: " + ec.message());
+
+  const std::string name = step_dir_name(state.step);
+  const fs::path final_dir = dir_ / name;
+  const fs::path tmp_dir = dir_ / ("." + name + ".tmp");
+  fs::remove_all(tmp_dir, ec);  // leftover of a crashed save
+  fs::create_directory(tmp_dir, ec);
+  if (ec) throw data::file_error(tmp_dir, "cannot create directory: " + ec.message());
+  try {
+    save_weights(tmp_dir / "model.safetensors", layout, params, tokenizer, {{"cllm.step", std::to_string(state.step)}});
+    std::map<std::string, std::string> metadata = state.settings;
+    metadata["format"] = kStateFormat;
+    metadata["version"] = kStateVersion;
+    metadata["step"] = std::to_string(state.step);
+    const std::vector<std::size_t> shape{adam_m.size()};
+    const data::TensorToWrite moments[] = {{"adam.m", shape, adam_m.data()}, {"adam.v", shape, adam_v.data()}};
+    data::write_safetensors(tmp_dir / "state.safetensors", metadata, moments);
+    sync_directory(tmp_dir);
+    if (fs::exists(final_dir)) fs::remove_all(final_dir);  // re-saving the same step
+    fs::rename(tmp_dir, final_dir);
+    sync_directory(dir_);
+  } catch (...) {
+    fs::remove_all(tmp_dir, ec);
+    throw;
+  }
+  data::AtomicFileWriter latest(dir_ / "LATEST");
+  latest.write(name + "\n");
+  latest.commit();
+
+  if (keep > 0) {
+    auto complete = complete_checkpoints();
+    for (std::size_t i = 0; i + keep < complete.size(); ++i) fs::remove_all(complete[i].dir, ec);
+  }
+  return {final_dir, state.step};
+}
+
+std::vector<Checkpoint> CheckpointStore::complete_checkpoints() const {
+  std::vector<Checkpoint> out;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir_, ec)) {
+    const auto step = parse_step_dir(entry.path().filename().string());
+    if (!step || !entry.is_directory()) continue;
+    if (fs::is_regular_file(entry.path() / "model.safetensors") && fs::is_regular_file(entry.path() / "state.safetensors"))
+      out.push_back({entry.path(), *step});
+  }
+  std::sort(out.begin(), out.end(), [](const Checkpoint& a, const Checkpoint& b) { return a.step < b.step; });
+  return out;
+}
+
+std::optional<Checkpoint> CheckpointStore::latest() const {
+  // A step_* directory exists under its final name only once it was written
+  // completely (it is renamed there), so the newest one is the answer;
+  // LATEST is kept for people and scripts.
+  const auto complete = complete_checkpoints();
+  if (complete.empty()) return std::nullopt;
+  return complete.back();
+}
+
+TrainState CheckpointStore::load(const Checkpoint& ckpt, const model::ParamLayout& layout, std::span<float> params,
+                                 std::span<float> adam_m, std::span<float> adam_v) const {
+  const auto weights = data::SafetensorsFile::open(ckpt.dir / "model.safetensors");
+  std::map<std::string, std::string> names;
+  for (const auto& [name, t] : weights.tensors()) names.emplace(name, name);
+  const model::Config saved = infer_config(weights, names, 0);
+  const model::Config& want = layout.config();
+  if (saved.vocab != want.vocab || saved.layers != want.layers || saved.dim != want.dim ||
+      saved.heads != want.heads || saved.context != want.context)
+    throw data::file_error(weights.path(), "checkpoint model config differs from the run's (vocab/layers/dim/heads/context)");
+  read_params(weights, names, layout, params);
+
+  const auto state_file = data::SafetensorsFile::open(ckpt.dir / "state.safetensors");
+  const auto& meta = state_file.metadata();
+  const auto format = meta.find("format");
+  if (format == meta.end() || format->second != kStateFormat)
+    throw data::file_error(state_file.path(), "not a cllm training state (metadata format != cllm-train-state)");
+  const auto version = meta.find("version");
+  if (version == meta.end() || version->second != kStateVersion)
+    throw data::file_error(state_file.path(), "unsupported training state version (expected 1)");
+  state_file.read_f32("adam.m", adam_m);
+  state_file.read_f32("adam.v", adam_v);
+  TrainState state;
+  state.settings = meta;
+  state.settings.erase("format");
+  state.settings.erase("version");
+  const auto step = meta.find("step");
+  if (step == meta.end()) throw data::file_error(state_file.path(), "metadata has no 'step'");
+  state.settings.erase("step");
+  const auto [end, ec] = std::from_chars(step->second.data(), step->second.data() + step->second.size(), state.step);
+  if (ec != std::errc{} || end != step->second.data() + step->second.size())
+    throw data::file_error(state_file.path(), "metadata 'step' is not an integer");
+  return state;
+}
+
+}  // namespace cllm::train

@@ -1,0 +1,89 @@
+// Model weights and training checkpoints.
+//
+// Weights: safetensors with Hugging Face GPT-2 names and layouts (see
+// model/gpt.h), F32, the config in __metadata__ (format "pt", cllm.vocab,
+// cllm.layers, cllm.dim, cllm.heads, cllm.context, cllm.tokenizer).
+//
+// A training run's directory:
+//   OUT/checkpoints/step_00000100/model.safetensors   weights
+//   OUT/checkpoints/step_00000100/state.safetensors   AdamW m and v, with the
+//       step, seed and data settings in its metadata
+//   OUT/checkpoints/LATEST                            name of the newest
+//       complete checkpoint (the manifest, for people and scripts)
+// A checkpoint is written into a hidden .tmp directory, every file fsynced,
+// then the directory is renamed into place and LATEST is replaced
+// atomically, so a crash at any moment leaves the previous checkpoint whole.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "model/gpt.h"
+
+namespace cllm::train {
+
+// Weights as loaded from a safetensors file.
+struct LoadedWeights {
+  model::Config config;
+  std::string tokenizer;  // "byte" unless the file says otherwise
+  std::vector<float> params;
+};
+
+// Loads GPT-2 weights: a cllm file (config in metadata) or a Hugging Face
+// GPT-2 model.safetensors (config inferred from the shapes; names may carry a
+// "transformer." prefix; attn.bias / attn.masked_bias buffers and a tied
+// lm_head.weight are ignored). heads_hint is used when the file does not say
+// (Hugging Face files: pass the model's n_head; 0 means dim / 64).
+// Throws std::runtime_error naming the file on a missing or misshapen
+// tensor, an unexpected tensor, or a non-finite weight.
+LoadedWeights load_weights(const std::filesystem::path& path, int heads_hint = 0);
+
+// Writes weights crash-safely (temporary file, fsync, rename).
+void save_weights(const std::filesystem::path& path, const model::ParamLayout& layout,
+                  std::span<const float> params, const std::string& tokenizer,
+                  const std::map<std::string, std::string>& extra_metadata = {});
+
+// What, besides weights and moments, a resume needs to continue exactly.
+struct TrainState {
+  std::uint64_t step = 0;  // optimizer steps completed
+  std::map<std::string, std::string> settings;  // seed, data order, batch shape... (checked on resume)
+};
+
+struct Checkpoint {
+  std::filesystem::path dir;  // OUT/checkpoints/step_NNNNNNNN
+  std::uint64_t step = 0;
+};
+
+class CheckpointStore {
+ public:
+  explicit CheckpointStore(std::filesystem::path run_dir);
+
+  // Saves weights, moments and state as checkpoint `state.step`, then points
+  // LATEST at it and prunes complete checkpoints beyond the newest `keep`
+  // (keep 0 keeps all). Throws naming the path on any I/O failure; the
+  // previous checkpoint is then untouched.
+  Checkpoint save(const model::ParamLayout& layout, std::span<const float> params,
+                  std::span<const float> adam_m, std::span<const float> adam_v,
+                  const TrainState& state, const std::string& tokenizer, std::size_t keep);
+
+  // The newest complete checkpoint (step_* directory), nullopt if none.
+  std::optional<Checkpoint> latest() const;
+
+  // Loads a checkpoint into params, m, v (sizes must match the layout) and
+  // returns its state. Throws naming the file on any mismatch.
+  TrainState load(const Checkpoint& ckpt, const model::ParamLayout& layout, std::span<float> params,
+                  std::span<float> adam_m, std::span<float> adam_v) const;
+
+  const std::filesystem::path& dir() const { return dir_; }
+
+ private:
+  std::vector<Checkpoint> complete_checkpoints() const;  // oldest first
+  std::filesystem::path dir_;                            // OUT/checkpoints
+};
+
+}  // namespace cllm::train

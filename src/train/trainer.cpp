@@ -1,0 +1,335 @@
+#include "train/trainer.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include <fmt/core.h>
+
+#include "optim/adamw.h"
+#include "parallel/gradient_pipeline.h"
+#include "train/checkpoint.h"
+#include "train/metrics_log.h"
+#include "train/process_stats.h"
+#include "train/sampling.h"
+#include "train/stop_signal.h"
+
+namespace cllm::train {
+namespace fs = std::filesystem;
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// Per-worker state: built on the worker's own thread (first touch) and used
+// only by it.
+struct WorkerState {
+  WorkerState(const model::Config& config, int batch, int seq)
+      : ws(config, batch, seq),
+        inputs(static_cast<std::size_t>(batch) * static_cast<std::size_t>(seq)),
+        targets(inputs.size()) {}
+  model::Workspace ws;
+  std::vector<std::int32_t> inputs, targets;
+};
+
+// Model FLOPs per trained token (forward + backward), nanoGPT's estimate:
+// 6 per non-embedding-position parameter (the tied head counts) plus the
+// attention score/value products, 12 * layers * dim * seq.
+double flops_per_token(const model::ParamLayout& layout, int seq) {
+  const model::Config& c = layout.config();
+  const double params = static_cast<double>(layout.total() - layout.find("wpe.weight").size);
+  return 6.0 * params + 12.0 * c.layers * c.dim * seq;
+}
+
+void check_options(const TrainOptions& o) {
+  if (o.data.empty()) throw std::invalid_argument("--data is required (a text file, a directory of text files or a .tok file)");
+  if (o.batch < 1) throw std::invalid_argument("--batch must be >= 1, got " + std::to_string(o.batch));
+  if (o.accum < 1) throw std::invalid_argument("--accum must be >= 1");
+  if (o.seq < 0) throw std::invalid_argument("--seq must be >= 1, got " + std::to_string(o.seq));
+  if (o.steps == 0 && !(o.epochs > 0.0)) throw std::invalid_argument("give --steps N or --epochs X (> 0)");
+  if (!(o.val_fraction >= 0.0 && o.val_fraction < 1.0))
+    throw std::invalid_argument("--val-fraction must be in [0, 1), got " + std::to_string(o.val_fraction));
+  if (o.clip < 0.0f || !std::isfinite(o.clip)) throw std::invalid_argument("--clip must be >= 0 (0 turns it off)");
+  if (o.eval_batches < 1) throw std::invalid_argument("--eval-batches must be >= 1");
+  if (o.log_every < 1) throw std::invalid_argument("--log-every must be >= 1");
+}
+
+std::map<std::string, std::string> run_settings(const TrainOptions& o, int seq, std::size_t threads) {
+  return {{"seed", std::to_string(o.seed)},
+          {"data", o.data.string()},
+          {"data_order", o.data_order == data::DataOrder::shuffled ? "shuffled" : "sequential"},
+          {"tokenizer", o.tokenizer},
+          {"batch", std::to_string(o.batch)},
+          {"seq", std::to_string(seq)},
+          {"accum", std::to_string(o.accum)},
+          {"deterministic", o.deterministic ? "1" : "0"},
+          {"threads", std::to_string(threads)}};
+}
+
+}  // namespace
+
+TrainSummary run_training(const TrainOptions& opt) {
+  check_options(opt);
+  const std::size_t threads = opt.threads ? opt.threads : std::max(1u, std::thread::hardware_concurrency());
+  if (threads > parallel::WorkerPool::kMaxThreads)
+    throw std::invalid_argument(fmt::format("--threads must be in [1, {}], got {}", parallel::WorkerPool::kMaxThreads, threads));
+  const auto tokenizer = data::make_tokenizer(opt.tokenizer, opt.encoder_json, opt.vocab_bpe);
+
+  // Model: fresh, from --init-from, or (below) from the checkpoint resumed.
+  std::optional<LoadedWeights> init;
+  model::Config config = opt.model;
+  if (!opt.init_from.empty()) {
+    init = load_weights(opt.init_from, opt.model.heads);
+    config = init->config;
+  }
+  if (config.vocab == 0) config.vocab = tokenizer->vocab_size();
+  if (config.vocab < tokenizer->vocab_size())
+    throw std::invalid_argument(fmt::format("--vocab {} is smaller than the {} tokenizer's vocabulary ({})", config.vocab,
+                                            tokenizer->name(), tokenizer->vocab_size()));
+  const model::ParamLayout layout(config);  // validates
+  const int seq = opt.seq ? opt.seq : config.context;
+  if (seq > config.context)
+    throw std::invalid_argument(fmt::format("--seq {} exceeds the model context {}", seq, config.context));
+
+  // Data
+  const auto dataset = data::Dataset::load({opt.data, opt.val_data, opt.val_fraction}, *tokenizer);
+  const data::BatchSampler train_sampler(dataset.train, seq, opt.data_order, opt.seed);
+  std::optional<data::BatchSampler> val_sampler;
+  if (dataset.validation.size >= static_cast<std::uint64_t>(seq) + 1)
+    val_sampler.emplace(dataset.validation, seq, data::DataOrder::sequential, opt.seed);
+
+  const std::size_t K = opt.accum;
+  const std::size_t B = static_cast<std::size_t>(opt.batch);
+  const std::size_t tokens_per_step = K * B * static_cast<std::size_t>(seq);
+  const std::size_t steps_per_epoch =
+      std::max<std::size_t>(1, (train_sampler.sequences_per_epoch() + K * B - 1) / (K * B));
+  const std::size_t total_steps =
+      opt.steps ? opt.steps : static_cast<std::size_t>(std::ceil(opt.epochs * static_cast<double>(steps_per_epoch)));
+  const optim::LrSchedule schedule{opt.schedule, opt.lr, opt.min_lr, opt.warmup, total_steps};
+  if (opt.warmup > total_steps)
+    throw std::invalid_argument(fmt::format("--warmup {} exceeds the run's {} steps", opt.warmup, total_steps));
+  schedule.validate();
+
+  // Parameters and optimizer
+  std::vector<float> params(layout.total());
+  std::vector<optim::ParamRange> ranges;
+  for (const auto& t : layout.tensors()) ranges.push_back({t.offset, t.size, t.decay});
+  optim::AdamW adamw(layout.total(), {opt.lr, opt.beta1, opt.beta2, 1e-8f, opt.weight_decay}, ranges);
+
+  std::error_code ec;
+  fs::create_directories(opt.out, ec);
+  if (ec) throw std::runtime_error("cannot create output directory '" + opt.out.string() + "': " + ec.message());
+  CheckpointStore store(opt.out);
+  const auto settings = run_settings(opt, seq, threads);
+  std::size_t step = 0;
+  const auto existing = store.latest();
+  if (existing && !opt.resume)
+    throw std::runtime_error(fmt::format("'{}' already holds checkpoints (newest: {}); pass --resume to continue it, or choose another --out",
+                                         opt.out.string(), existing->dir.string()));
+  if (existing) {
+    const TrainState state = store.load(*existing, layout, params, adamw.m(), adamw.v());
+    step = state.step;
+    const auto adam_step = state.settings.find("adam_step");
+    adamw.set_step(adam_step != state.settings.end() ? std::stoull(adam_step->second) : step);
+    fmt::print("resuming from {} (step {})\n", existing->dir.string(), step);
+    for (const auto& [key, value] : settings) {
+      const auto saved = state.settings.find(key);
+      if (saved != state.settings.end() && saved->second != value)
+        fmt::print("warning: {} was '{}' in the checkpoint and is '{}' now: the run will differ from an uninterrupted one\n",
+                   key, saved->second, value);
+    }
+  } else if (init) {
+    params = std::move(init->params);
+  } else {
+    if (opt.resume) fmt::print("no checkpoint in '{}': starting from scratch\n", opt.out.string());
+    model::init_params(layout, params.data(), opt.seed);
+  }
+
+  parallel::GradientPipeline pipeline(layout.total(), {.threads = threads, .deterministic = opt.deterministic});
+  std::vector<std::unique_ptr<WorkerState>> workers(threads);
+  pipeline.for_each_worker([&](std::size_t w) { workers[w] = std::make_unique<WorkerState>(config, opt.batch, seq); });
+
+  MetricsLog metrics(opt.out / "metrics.jsonl");
+  const double flops_tok = flops_per_token(layout, seq);
+
+  fmt::print("cllm train: {} params (layers {}, dim {}, heads {}, context {}, vocab {})\n", layout.total(),
+             config.layers, config.dim, config.heads, config.context, config.vocab);
+  fmt::print("  data {}: {} train tokens, {} validation tokens, tokenizer {}{}\n", opt.data.string(), dataset.train.size,
+             dataset.validation.size, tokenizer->name(),
+             dataset.skipped.empty() ? "" : fmt::format(" ({} non-text files skipped)", dataset.skipped.size()));
+  fmt::print("  batch: {} micro-batches x {} seqs x {} tokens = {} tokens/step; {} steps/epoch; {} steps\n", K, B, seq,
+             tokens_per_step, steps_per_epoch, total_steps);
+  fmt::print("  threads {} ({}), lr {:g} -> {:g} {} warmup {}, wd {:g}, betas {:g}/{:g}, clip {:g}, seed {}, out {}\n",
+             threads, opt.deterministic ? "deterministic" : "dynamic queue", opt.lr, opt.min_lr,
+             optim::lr_schedule_name(opt.schedule), opt.warmup, opt.weight_decay, opt.beta1, opt.beta2, opt.clip,
+             opt.seed, opt.out.string());
+
+  // Mean validation loss over eval_batches micro-batches, spread over the workers.
+  auto evaluate = [&]() -> double {
+    if (!val_sampler) return -1.0;
+    const std::size_t n = std::min<std::size_t>(opt.eval_batches, std::max<std::uint64_t>(1, val_sampler->sequences_per_epoch() / B));
+    std::vector<double> losses(n);
+    std::atomic<std::size_t> next{0};
+    pipeline.for_each_worker([&](std::size_t w) {
+      WorkerState& s = *workers[w];
+      for (std::size_t b = next.fetch_add(1); b < n; b = next.fetch_add(1)) {
+        for (std::size_t r = 0; r < B; ++r)
+          val_sampler->fill(b * B + r, s.inputs.data() + r * static_cast<std::size_t>(seq),
+                            s.targets.data() + r * static_cast<std::size_t>(seq));
+        losses[b] = model::forward(layout, params.data(), s.inputs.data(), s.targets.data(), opt.batch, seq, s.ws);
+      }
+    });
+    double sum = 0.0;
+    for (double l : losses) sum += l;
+    return sum / static_cast<double>(n);
+  };
+
+  StopSignal stop_signal;
+  TrainSummary summary;
+  summary.first_step = step;
+  std::size_t bad_in_a_row = 0;
+  std::size_t current_step = step;  // captured by the work function
+  const auto work = [&](std::size_t w, std::size_t k, float* grad, bool first) -> double {
+    WorkerState& s = *workers[w];
+    const std::uint64_t first_seq = (static_cast<std::uint64_t>(current_step) * K + k) * B;
+    for (std::size_t r = 0; r < B; ++r)
+      train_sampler.fill(first_seq + r, s.inputs.data() + r * static_cast<std::size_t>(seq),
+                         s.targets.data() + r * static_cast<std::size_t>(seq));
+    const float loss = model::forward(layout, params.data(), s.inputs.data(), s.targets.data(), opt.batch, seq, s.ws);
+    model::backward(layout, params.data(), grad, 1.0f / static_cast<float>(K), first, s.ws);
+    return static_cast<double>(loss) / static_cast<double>(K);
+  };
+  auto save = [&]() {
+    TrainState state{step, settings};
+    state.settings["adam_step"] = std::to_string(adamw.step());
+    const Checkpoint c = store.save(layout, params, adamw.m(), adamw.v(), state, tokenizer->name(), opt.keep);
+    summary.last_checkpoint = c.dir;
+    fmt::print("saved checkpoint {}\n", c.dir.string());
+  };
+  auto sample = [&](std::uint64_t seed) {
+    SamplingOptions so;
+    so.tokens = opt.sample_tokens;
+    so.seed = seed;
+    fmt::print("--- sample at step {} ---\n", step);
+    generate_text(layout, params.data(), *tokenizer, "", so, [](std::string_view t) { fmt::print("{}", t); });
+    fmt::print("\n---\n");
+  };
+
+  // Totals for the summary.
+  double sum_step_s = 0, sum_acc_s = 0, sum_exposed_s = 0, sum_opt_s = 0, sum_idle_s = 0, sum_phase_thread_s = 0;
+  double sum_cpu_s = 0;  // process CPU time inside steps (not saves or evals)
+  std::size_t locks = 0, counted_steps = 0;
+  const auto t_start = Clock::now();
+
+  while (step < total_steps) {
+    if (stop_signal.requested()) {
+      summary.stopped_by_signal = true;
+      break;
+    }
+    if (opt.stop_after && step - summary.first_step >= opt.stop_after) {
+      summary.stopped_early = true;
+      break;
+    }
+    current_step = step;
+    const float lr = schedule.at(step);
+    const double cpu0 = process_usage().cpu_seconds;
+    const parallel::StepStats st = pipeline.step(K, work, params.data(), adamw, lr, opt.clip);
+    sum_cpu_s += process_usage().cpu_seconds - cpu0;
+    ++step;
+    const double tok_s = static_cast<double>(tokens_per_step) / st.seconds;
+    const bool ok = st.finite && std::isfinite(st.loss_sum);
+    double idle_s = 0;
+    for (double s : st.idle_seconds) idle_s += s;
+    sum_step_s += st.seconds;
+    sum_acc_s += st.accumulate_seconds;
+    sum_exposed_s += st.exposed_accumulate_seconds;
+    sum_opt_s += st.optimizer_seconds;
+    sum_idle_s += idle_s;
+    sum_phase_thread_s += st.reduce_phase_seconds * static_cast<double>(threads);
+    locks += st.blocking_locks;
+    ++counted_steps;
+    summary.final_loss = st.loss_sum;
+
+    metrics.write({{"step", step},
+                   {"loss", ok ? nlohmann::json(st.loss_sum) : nlohmann::json(nullptr)},
+                   {"lr", lr},
+                   {"grad_norm", std::isfinite(st.grad_norm) ? nlohmann::json(st.grad_norm) : nlohmann::json(nullptr)},
+                   {"ms", st.seconds * 1e3},
+                   {"tokens_per_s", tok_s},
+                   {"gflops", tok_s * flops_tok * 1e-9},
+                   {"accumulate_ms", st.accumulate_seconds * 1e3},
+                   {"exposed_accumulate_ms", st.exposed_accumulate_seconds * 1e3},
+                   {"optimizer_ms", st.optimizer_seconds * 1e3},
+                   {"idle_pct", 100.0 * idle_s / std::max(1e-12, st.reduce_phase_seconds * static_cast<double>(threads))},
+                   {"blocking_locks", st.blocking_locks},
+                   {"skipped", !st.finite}});
+    if (!ok) {
+      ++bad_in_a_row;
+      fmt::print("step {:>6}/{} | non-finite loss or gradient norm: update skipped ({} in a row)\n", step, total_steps,
+                 bad_in_a_row);
+      if (bad_in_a_row >= opt.max_bad_steps)
+        throw std::runtime_error(fmt::format(
+            "training diverged: {} steps in a row with a non-finite loss or gradient norm (lower --lr, check the data); "
+            "last checkpoint: {}",
+            bad_in_a_row, summary.last_checkpoint.empty() ? std::string("none") : summary.last_checkpoint.string()));
+    } else {
+      bad_in_a_row = 0;
+      if (step % opt.log_every == 0 || step == total_steps)
+        fmt::print("step {:>6}/{} | loss {:.4f} | lr {:.2e} | norm {:.3f} | {:.0f} ms | {:.0f} tok/s | {:.1f} GFLOP/s\n",
+                   step, total_steps, st.loss_sum, lr, st.grad_norm, st.seconds * 1e3, tok_s, tok_s * flops_tok * 1e-9);
+    }
+    std::fflush(stdout);
+
+    if (opt.eval_every && step % opt.eval_every == 0 && step < total_steps) {
+      const double val = evaluate();
+      if (val >= 0) {
+        fmt::print("eval step {} | val loss {:.4f} | ppl {:.2f}\n", step, val, std::exp(val));
+        metrics.write({{"step", step}, {"val_loss", val}, {"val_ppl", std::exp(val)}});
+      }
+    }
+    if (opt.sample_every && step % opt.sample_every == 0 && step < total_steps) sample(opt.seed + step);
+    if (opt.ckpt_every && step % opt.ckpt_every == 0 && step < total_steps) save();
+  }
+
+  const double wall = seconds_since(t_start);
+  if (step > summary.first_step || summary.last_checkpoint.empty()) save();
+  summary.steps_done = step;
+  summary.wall_seconds = wall;
+  summary.val_loss = evaluate();
+  if (summary.val_loss >= 0) {
+    fmt::print("eval step {} | val loss {:.4f} | ppl {:.2f}\n", step, summary.val_loss, std::exp(summary.val_loss));
+    metrics.write({{"step", step}, {"val_loss", summary.val_loss}, {"val_ppl", std::exp(summary.val_loss)}});
+  }
+
+  if (counted_steps > 0) {
+    const double n = static_cast<double>(counted_steps);
+    summary.tokens_per_second = static_cast<double>(tokens_per_step) * n / sum_step_s;
+    const double cpu_util = sum_cpu_s / sum_step_s / static_cast<double>(threads);
+    fmt::print("\n== summary ({} steps in {:.1f} s, {} threads) ==\n", counted_steps, wall, threads);
+    fmt::print("  time per epoch           {:10.2f} s ({} steps)\n", sum_step_s / n * static_cast<double>(steps_per_epoch), steps_per_epoch);
+    fmt::print("  tokens/s                 {:10.0f}\n", summary.tokens_per_second);
+    fmt::print("  model GFLOP/s            {:10.2f}\n", summary.tokens_per_second * flops_tok * 1e-9);
+    fmt::print("  step time                {:10.2f} ms\n", sum_step_s / n * 1e3);
+    fmt::print("  accumulation (thread-s)  {:10.2f} ms/step\n", sum_acc_s / n * 1e3);
+    fmt::print("  exposed accumulation     {:10.2f} ms/step ({:.2f}% of step)\n", sum_exposed_s / n * 1e3, 100.0 * sum_exposed_s / sum_step_s);
+    fmt::print("  optimizer                {:10.2f} ms/step\n", sum_opt_s / n * 1e3);
+    fmt::print("  idle                     {:10.2f} %\n", 100.0 * sum_idle_s / std::max(1e-12, sum_phase_thread_s));
+    fmt::print("  blocking lock operations {:10} total\n", locks);
+    fmt::print("  CPU utilisation (steps)  {:10.1f} %\n", 100.0 * cpu_util);
+    fmt::print("  peak RSS                 {:10.1f} MiB\n", process_usage().peak_rss_mib);
+    fmt::print("  final loss               {:10.4f}\n", summary.final_loss);
+  }
+  if (opt.sample_tokens > 0) sample(opt.seed);
+  if (summary.stopped_by_signal || summary.stopped_early)
+    fmt::print("stopped at step {} of {}; continue with the same command and --resume\n", step, total_steps);
+  return summary;
+}
+
+}  // namespace cllm::train

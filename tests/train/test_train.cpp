@@ -1,0 +1,195 @@
+// End-to-end training through the library entry point run_training().
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+
+#include "train/checkpoint.h"
+#include "train/sampling.h"
+#include "train/trainer.h"
+
+namespace fs = std::filesystem;
+using cllm::train::TrainOptions;
+
+namespace {
+
+// A small corpus with structure a tiny model learns within a few dozen steps.
+fs::path make_corpus(const fs::path& dir) {
+  fs::create_directories(dir);
+  const fs::path path = dir / "corpus.txt";
+  std::ofstream out(path);
+  std::mt19937 rng(7);
+  const char* words[] = {"alpha", "beta", "gamma", "delta", "one", "two", "three", "cat", "dog", "the"};
+  for (int line = 0; line < 400; ++line) {
+    for (int w = 0; w < 8; ++w) out << words[rng() % 10] << (w == 7 ? ".\n" : " ");
+  }
+  return path;
+}
+
+class TrainTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = fs::temp_directory_path() /
+            ("cllm_train_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+    fs::remove_all(root_);
+    corpus_ = make_corpus(root_);
+  }
+  void TearDown() override { fs::remove_all(root_); }
+
+  TrainOptions tiny(const std::string& out_name) const {
+    TrainOptions o;
+    o.data = corpus_;
+    o.model = {0, 2, 32, 4, 32};
+    o.batch = 4;
+    o.accum = 4;
+    o.steps = 5;
+    o.lr = 3e-3f;
+    o.min_lr = 3e-4f;
+    o.warmup = 2;
+    o.threads = 1;
+    o.sample_tokens = 0;
+    o.out = root_ / out_name;
+    return o;
+  }
+  static std::vector<float> final_params(const fs::path& out) {
+    const auto ckpt = cllm::train::CheckpointStore(out).latest();
+    EXPECT_TRUE(ckpt.has_value());
+    return cllm::train::load_weights(ckpt->dir / "model.safetensors").params;
+  }
+  static float max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
+    EXPECT_EQ(a.size(), b.size());
+    float max_abs = 0, max_diff = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      max_abs = std::max(max_abs, std::abs(a[i]));
+      max_diff = std::max(max_diff, std::abs(a[i] - b[i]));
+    }
+    return max_diff / max_abs;
+  }
+
+  fs::path root_, corpus_;
+};
+
+TEST_F(TrainTest, LossFalls) {
+  TrainOptions o = tiny("run");
+  o.steps = 60;
+  o.threads = 2;
+  const auto s = cllm::train::run_training(o);
+  EXPECT_EQ(s.steps_done, 60u);
+  EXPECT_LT(s.final_loss, 2.6);  // from ln(256) = 5.55
+  EXPECT_GT(s.val_loss, 0.0);
+  EXPECT_LT(s.val_loss, 2.8);
+  EXPECT_TRUE(fs::exists(o.out / "metrics.jsonl"));
+}
+
+TEST_F(TrainTest, ThreadCountDoesNotChangeTheResult) {
+  TrainOptions one = tiny("t1");
+  TrainOptions four = tiny("t4");
+  four.threads = 4;
+  cllm::train::run_training(one);
+  cllm::train::run_training(four);
+  EXPECT_LT(max_rel_diff(final_params(one.out), final_params(four.out)), 1e-5f);
+}
+
+TEST_F(TrainTest, DeterministicModeIsBitwiseRepeatable) {
+  std::vector<float> first;
+  for (int run = 0; run < 3; ++run) {
+    TrainOptions o = tiny("det" + std::to_string(run));
+    o.threads = 4;
+    o.deterministic = true;
+    cllm::train::run_training(o);
+    const auto p = final_params(o.out);
+    if (run == 0) first = p;
+    else EXPECT_EQ(p, first) << "run " << run;
+  }
+}
+
+TEST_F(TrainTest, StopAndResumeEqualsUninterrupted) {
+  TrainOptions full = tiny("full");
+  full.steps = 8;
+  full.threads = 3;
+  full.deterministic = true;
+  cllm::train::run_training(full);
+
+  TrainOptions part = full;
+  part.out = root_ / "parts";
+  part.stop_after = 3;
+  const auto first = cllm::train::run_training(part);
+  EXPECT_TRUE(first.stopped_early);
+  EXPECT_EQ(first.steps_done, 3u);
+  part.resume = true;
+  part.stop_after = 0;
+  const auto second = cllm::train::run_training(part);
+  EXPECT_EQ(second.first_step, 3u);
+  EXPECT_EQ(second.steps_done, 8u);
+  EXPECT_EQ(final_params(part.out), final_params(full.out));
+}
+
+TEST_F(TrainTest, RefusesToOverwriteARunWithoutResume) {
+  TrainOptions o = tiny("again");
+  o.steps = 1;
+  o.warmup = 0;
+  cllm::train::run_training(o);
+  try {
+    cllm::train::run_training(o);
+    FAIL() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("--resume"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(TrainTest, CheckpointReloadsAndGenerates) {
+  TrainOptions o = tiny("gen");
+  o.steps = 3;
+  cllm::train::run_training(o);
+  const auto ckpt = cllm::train::CheckpointStore(o.out).latest();
+  ASSERT_TRUE(ckpt);
+  EXPECT_EQ(ckpt->step, 3u);
+  const auto w = cllm::train::load_weights(ckpt->dir / "model.safetensors");
+  EXPECT_EQ(w.config.layers, 2);
+  EXPECT_EQ(w.config.vocab, 256);
+  EXPECT_EQ(w.tokenizer, "byte");
+  const cllm::model::ParamLayout layout(w.config);
+  cllm::data::ByteTokenizer tok;
+  cllm::train::SamplingOptions so;
+  so.tokens = 20;
+  so.seed = 5;
+  const std::string a = cllm::train::generate_text(layout, w.params.data(), tok, "the ", so);
+  const std::string b = cllm::train::generate_text(layout, w.params.data(), tok, "the ", so);
+  EXPECT_EQ(a.size(), 20u);
+  EXPECT_EQ(a, b);  // same seed, same text
+}
+
+TEST_F(TrainTest, KeepPrunesOldCheckpoints) {
+  TrainOptions o = tiny("keep");
+  o.steps = 6;
+  o.ckpt_every = 1;
+  o.keep = 2;
+  cllm::train::run_training(o);
+  int n = 0;
+  for (const auto& e : fs::directory_iterator(o.out / "checkpoints")) n += e.is_directory();
+  EXPECT_EQ(n, 2);
+  EXPECT_EQ(cllm::train::CheckpointStore(o.out).latest()->step, 6u);
+}
+
+TEST_F(TrainTest, BadOptionsAreRejected) {
+  TrainOptions o = tiny("bad");
+  o.batch = 0;
+  EXPECT_THROW(cllm::train::run_training(o), std::invalid_argument);
+  o = tiny("bad");
+  o.threads = 10000;
+  EXPECT_THROW(cllm::train::run_training(o), std::invalid_argument);
+  o = tiny("bad");
+  o.seq = 64;  // > context 32
+  EXPECT_THROW(cllm::train::run_training(o), std::invalid_argument);
+  o = tiny("bad");
+  o.warmup = 10;  // > steps
+  EXPECT_THROW(cllm::train::run_training(o), std::invalid_argument);
+  o = tiny("bad");
+  o.data = root_ / "missing.txt";
+  EXPECT_THROW(cllm::train::run_training(o), std::runtime_error);
+}
+
+}  // namespace
