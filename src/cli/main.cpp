@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   CLI::App* bench = app.add_subcommand("bench", "Measure kernels, the gradient pipeline and the model");
   bench->require_subcommand(1);
   cllm::cli::add_bench_kernels_command(*bench);
+  cllm::cli::add_bench_accumulate_command(*bench);
   cllm::cli::add_bench_gemm_command(*bench);
 
   try {

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstddef>
+#include <vector>
 
 #include "parallel/gradient_pipeline.h"
 
@@ -22,10 +23,22 @@ struct BaselineStats {
   std::size_t bytes_reduced = 0;
 };
 
-// Sums the gradients of micro-batches 0..K-1 into grad (n_params floats,
-// overwritten). work is called with first = true and worker = the index of
-// the thread within its round. threads in [1, 256], K >= 1.
-BaselineStats baseline_accumulate(std::size_t n_params, std::size_t threads, std::size_t K,
-                                  const MicroBatchFn& work, float* grad);
+class BaselineAccumulator {
+ public:
+  // Allocates one buffer per thread of a round once, as the pipeline does, so
+  // that only the designs differ. threads in [1, 256], n_params >= 1; throws
+  // std::invalid_argument otherwise.
+  BaselineAccumulator(std::size_t n_params, std::size_t threads);
+
+  // Sums the gradients of micro-batches 0..K-1 (K >= 1) into grad (n_params
+  // floats, overwritten). work is called with first = true and worker = the
+  // index of the thread within its round.
+  BaselineStats step(std::size_t K, const MicroBatchFn& work, float* grad);
+
+ private:
+  std::size_t n_params_;
+  std::size_t threads_;
+  std::vector<AlignedFloats> buffers_;
+};
 
 }  // namespace cllm::parallel

@@ -280,15 +280,18 @@ TEST(Baseline, SumsEveryMicroBatchUnderTheMutex) {
   const std::size_t n = 1001;
   for (std::size_t threads : {1u, 3u, 4u}) {
     const std::size_t K = 10;
-    std::vector<float> grad(n, -1.0f);
-    const BaselineStats stats = baseline_accumulate(n, threads, K, write_values(n, integer_value), grad.data());
-    for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(grad[i], 55.0f * static_cast<float>(i % 5 + 1));
-    EXPECT_EQ(stats.blocking_locks, K);
-    EXPECT_EQ(stats.threads_created, K);
-    EXPECT_DOUBLE_EQ(stats.loss_sum, 0.5 * 45.0);
+    BaselineAccumulator baseline(n, threads);
+    for (int step = 0; step < 2; ++step) {
+      std::vector<float> grad(n, -1.0f);
+      const BaselineStats stats = baseline.step(K, write_values(n, integer_value), grad.data());
+      for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(grad[i], 55.0f * static_cast<float>(i % 5 + 1));
+      EXPECT_EQ(stats.blocking_locks, K);
+      EXPECT_EQ(stats.threads_created, K);
+      EXPECT_DOUBLE_EQ(stats.loss_sum, 0.5 * 45.0);
+    }
   }
-  std::vector<float> grad(4);
-  EXPECT_THROW(baseline_accumulate(4, 0, 1, write_values(4, integer_value), grad.data()), std::invalid_argument);
+  EXPECT_THROW(BaselineAccumulator(4, 0), std::invalid_argument);
+  EXPECT_THROW(BaselineAccumulator(0, 2), std::invalid_argument);
 }
 
 }  // namespace
