@@ -13,7 +13,6 @@ ctest --test-dir build --output-on-failure -j "$jobs"
 echo "== scalar-only build (CLLM_SIMD_DISPATCH=OFF): kernel tests"
 scripts/build.sh build-scalar -DCLLM_SIMD_DISPATCH=OFF -DCLLM_WERROR=ON
 ctest --test-dir build-scalar --output-on-failure -j "$jobs" -L kernels
-ctest --test-dir build-scalar --output-on-failure -j "$jobs" -L kernels
 
 echo "== ThreadSanitizer build: worker pool, gradient pipeline and optimizer tests"
 cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=Release -DCLLM_SANITIZE=thread -DCLLM_WERROR=ON >/dev/null
