@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages cllm needs to build and test; does nothing
-# when they are all present. Uses sudo when not run as root.
+# install-deps.sh [EXTRA_PACKAGE...]: installs the Debian 12 packages cllm
+# needs to build and test, plus any named extra (the demo asks for fortunes);
+# does nothing when they are all present. Uses sudo when not run as root.
 set -euo pipefail
 
 packages=(
@@ -13,6 +14,7 @@ packages=(
   libfmt-dev           # formatting
   libgtest-dev         # tests
   libicu-dev           # Unicode letter/number classes (GPT-2 pre-tokenizer)
+  "$@"
 )
 
 missing=()
