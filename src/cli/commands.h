@@ -7,6 +7,7 @@
 
 namespace cllm::cli {
 
+void add_train_commands(CLI::App& app);  // train, generate, eval
 void add_info_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);
 void add_bench_kernels_command(CLI::App& bench);

@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "cllm 0.1.0");
 
+  cllm::cli::add_train_commands(app);
   cllm::cli::add_info_command(app);
   cllm::cli::add_tokenize_command(app);
   CLI::App* bench = app.add_subcommand("bench", "Measure kernels, the gradient pipeline and the model");
@@ -21,7 +22,7 @@ int main(int argc, char** argv) {
 
   try {
     app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
+  } catch (const CLI::Error& e) {  // bad flags, or an exit code from a command
     return app.exit(e);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "cllm: error: %s\n", e.what());
