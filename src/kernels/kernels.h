@@ -41,6 +41,11 @@ struct AdamWParams {
   float grad_scale = 1.0f;
 };
 
+// add_n writes at least this many bytes of dst with streaming
+// (non-temporal) stores: a dst this large would not stay in cache for the
+// next kernel anyway.
+inline constexpr std::size_t kAddNStreamBytes = std::size_t{16} << 20;
+
 struct KernelTable {
   Target target;
   // dst[i] = 0
@@ -55,6 +60,8 @@ struct KernelTable {
   // dst values are the same bit for bit on every target. Returns the sum of squares of the dst values
   // written, so a reduction pass also yields the gradient norm.
   // n_src may be 0 (dst is zeroed, or left as is when accumulating).
+  // Non-accumulating calls over kAddNStreamBytes of dst or more write dst
+  // with streaming stores that bypass the cache.
   double (*add_n)(float* dst, const float* const* srcs, std::size_t n_src,
                   std::size_t offset, std::size_t count, bool accumulate);
   // dst[i] *= a

@@ -13,9 +13,11 @@
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/kernels_simd.cpp"
 #include <hwy/foreach_target.h>  // must come before highway.h
+#include <hwy/cache_control.h>
 #include <hwy/highway.h>
 
 #include <cmath>
+#include <cstdint>
 
 #include "kernels/kernels_internal.h"
 
@@ -87,33 +89,60 @@ void Add(float* HWY_RESTRICT dst, const float* HWY_RESTRICT src, std::size_t n) 
   Tail().add(dst + i, src + i, n - i);
 }
 
+// add_n reads kAddNUnroll vectors (4 cache lines with AVX-512) of every
+// source per pass: every source stream is read once, the partial sums stay
+// in registers, dst is written once. 4 measured better than 2 or 8.
+constexpr std::size_t kAddNUnroll = 4;
+
+// One pass of add_n over [i, i + kAddNUnroll * N): sums the sources into
+// registers in the scalar kernel's order (so dst matches it bit for bit),
+// stores or streams them to out, and adds their squares to sumsq.
+template <bool kStream>
+HWY_INLINE void AddNBlock(float* HWY_RESTRICT out, const float* const* srcs, std::size_t n_src, std::size_t offset,
+                          std::size_t i, bool accumulate, WideSum& sumsq) {
+  constexpr std::size_t kUnroll = kAddNUnroll;
+  const DF d;
+  const std::size_t N = hn::Lanes(d);
+  VF acc[kUnroll];
+  HWY_UNROLL(16)
+  for (std::size_t u = 0; u < kUnroll; ++u) acc[u] = accumulate ? hn::LoadU(d, out + i + u * N) : hn::Zero(d);
+  for (std::size_t k = 0; k < n_src; ++k) {
+    const float* s = srcs[k] + offset + i;
+    HWY_UNROLL(16)
+    for (std::size_t u = 0; u < kUnroll; ++u) acc[u] = hn::Add(acc[u], hn::LoadU(d, s + u * N));
+  }
+  HWY_UNROLL(16)
+  for (std::size_t u = 0; u < kUnroll; ++u) {
+    if constexpr (kStream) {
+      hn::Stream(acc[u], d, out + i + u * N);
+    } else {
+      hn::StoreU(acc[u], d, out + i + u * N);
+    }
+    sumsq.AddProducts(acc[u], acc[u]);
+  }
+}
+
 double AddN(float* HWY_RESTRICT dst, const float* const* srcs, std::size_t n_src, std::size_t offset,
             std::size_t count, bool accumulate) {
   const DF d;
   const std::size_t N = hn::Lanes(d);
-  constexpr std::size_t kUnroll = 4;
+  const std::size_t block = kAddNUnroll * N;
   float* out = dst + offset;
   WideSum sumsq;
+  double head_sumsq = 0.0;
   std::size_t i = 0;
-  // kUnroll vectors per source per pass: every source stream is read once,
-  // the partial sums stay in registers, dst is written once. The sum runs in
-  // the same order as the scalar kernel's, so dst matches it bit for bit.
-  for (; i + kUnroll * N <= count; i += kUnroll * N) {
-    VF acc[kUnroll];
-HWY_UNROLL(16)
-    for (std::size_t u = 0; u < kUnroll; ++u) acc[u] = accumulate ? hn::LoadU(d, out + i + u * N) : hn::Zero(d);
-    for (std::size_t k = 0; k < n_src; ++k) {
-      const float* s = srcs[k] + offset + i;
-HWY_UNROLL(16)
-      for (std::size_t u = 0; u < kUnroll; ++u) acc[u] = hn::Add(acc[u], hn::LoadU(d, s + u * N));
-    }
-HWY_UNROLL(16)
-    for (std::size_t u = 0; u < kUnroll; ++u) {
-      hn::StoreU(acc[u], d, out + i + u * N);
-      sumsq.AddProducts(acc[u], acc[u]);
-    }
+  if (!accumulate && count * sizeof(float) >= kAddNStreamBytes) {
+    // Skipping the read-for-ownership of dst measured about 10% faster with
+    // 12 sources of 100 MB. Scalar head up to a vector boundary, where the
+    // streaming stores start.
+    const std::size_t misalign = reinterpret_cast<std::uintptr_t>(out) % (N * sizeof(float));
+    i = misalign == 0 ? 0 : (N * sizeof(float) - misalign) / sizeof(float);
+    head_sumsq = Tail().add_n(dst, srcs, n_src, offset, i, accumulate);
+    for (; i + block <= count; i += block) AddNBlock<true>(out, srcs, n_src, offset, i, accumulate, sumsq);
+    hwy::FlushStream();  // order the streamed stores before later loads/stores
   }
-  return sumsq.Total() + Tail().add_n(dst, srcs, n_src, offset + i, count - i, accumulate);
+  for (; i + block <= count; i += block) AddNBlock<false>(out, srcs, n_src, offset, i, accumulate, sumsq);
+  return head_sumsq + sumsq.Total() + Tail().add_n(dst, srcs, n_src, offset + i, count - i, accumulate);
 }
 
 void Scale(float* HWY_RESTRICT dst, float a, std::size_t n) {

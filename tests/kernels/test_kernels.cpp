@@ -256,6 +256,31 @@ TEST_P(KernelTest, AddNMatchesScalarOnSubRanges) {
     for (bool accumulate : {false, true}) check_add_n(table(), n_src, accumulate, false, rng_);
 }
 
+// A range large enough for streaming stores, starting off a vector boundary.
+TEST_P(KernelTest, AddNStreamingRangeMatchesScalar) {
+  const std::size_t count = k::kAddNStreamBytes / sizeof(float) + 37;
+  const std::size_t len = count + 8, offset = 3;
+  std::vector<Buffer> srcs;
+  std::vector<const float*> ptrs;
+  // Integer patterns (a random fill of 4M floats is slow).
+  auto fill_pattern = [](Buffer& b, std::size_t seed) {
+    for (std::size_t i = 0; i < b.size(); ++i) b[i] = static_cast<float>(static_cast<int>((i * 7 + seed) % 17) - 8);
+  };
+  for (std::size_t s = 0; s < 3; ++s) {
+    srcs.emplace_back(len, s + 1);
+    fill_pattern(srcs.back(), s);
+    ptrs.push_back(srcs.back().data());
+  }
+  Buffer got(len, 1), want(len, 0);
+  fill_pattern(got, 5);
+  scalar().copy(want.data(), got.data(), len);
+  const double got_sumsq = table().add_n(got.data(), ptrs.data(), ptrs.size(), offset, count, false);
+  const double want_sumsq = scalar().add_n(want.data(), ptrs.data(), ptrs.size(), offset, count, false);
+  ASSERT_EQ(got_sumsq, want_sumsq);
+  ASSERT_TRUE(got.values() == want.values());  // no per-element dump of 4M values
+  ASSERT_TRUE(got.guards_intact());
+}
+
 // AdamW: several steps on the target and on scalar from the same state.
 TEST_P(KernelTest, AdamWMatchesScalarOverSteps) {
   k::AdamWParams hp;
