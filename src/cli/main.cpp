@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   cllm::cli::add_bench_kernels_command(*bench);
   cllm::cli::add_bench_accumulate_command(*bench);
   cllm::cli::add_bench_gemm_command(*bench);
+  cllm::cli::add_bench_model_command(*bench);
 
   try {
     app.parse(argc, argv);
