@@ -10,8 +10,10 @@ echo "== default build (SIMD dispatch, warnings as errors)"
 scripts/build.sh build -DCLLM_WERROR=ON
 ctest --test-dir build --output-on-failure -j "$jobs"
 
-echo "== scalar-only build (CLLM_SIMD_DISPATCH=OFF): kernel tests"
-scripts/build.sh build-scalar -DCLLM_SIMD_DISPATCH=OFF -DCLLM_WERROR=ON
+echo "== scalar-only build (CLLM_SIMD_DISPATCH=OFF, no AVX code): kernel tests and cllm"
+cmake -S . -B build-scalar -G Ninja -DCMAKE_BUILD_TYPE=Release -DCLLM_SIMD_DISPATCH=OFF -DCLLM_WERROR=ON >/dev/null
+cmake --build build-scalar --target test_kernels cllm
+build-scalar/cllm info
 ctest --test-dir build-scalar --output-on-failure -j "$jobs" -L kernels
 
 echo "== ThreadSanitizer build: worker pool, gradient pipeline and optimizer tests"
