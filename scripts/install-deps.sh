@@ -14,6 +14,7 @@ packages=(
   libfmt-dev           # formatting
   libgtest-dev         # tests
   libicu-dev           # Unicode letter/number classes (GPT-2 pre-tokenizer)
+  openmpi-bin libopenmpi-dev  # data-parallel training across processes (mpirun)
   "$@"
 )
 
