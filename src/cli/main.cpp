@@ -14,10 +14,12 @@ int main(int argc, char** argv) {
   cllm::cli::add_train_commands(app);
   cllm::cli::add_info_command(app);
   cllm::cli::add_tokenize_command(app);
+  cllm::cli::add_plot_command(app);
   CLI::App* bench = app.add_subcommand("bench", "Measure kernels, the gradient pipeline and the model");
   bench->require_subcommand(1);
   cllm::cli::add_bench_kernels_command(*bench);
   cllm::cli::add_bench_accumulate_command(*bench);
+  cllm::cli::add_bench_scaling_command(*bench);
   cllm::cli::add_bench_gemm_command(*bench);
   cllm::cli::add_bench_model_command(*bench);
 

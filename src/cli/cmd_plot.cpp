@@ -1,0 +1,84 @@
+// `cllm plot METRICS.jsonl --out loss.svg`: the loss curve of a training run
+// (train loss per step, validation loss per evaluation) from the metrics log
+// that `cllm train` writes, as an SVG chart.
+#include <cmath>
+#include <fstream>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include <fmt/core.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "report/svg_plot.h"
+
+namespace cllm::cli {
+namespace fs = std::filesystem;
+namespace {
+
+// Train and validation loss series from a metrics.jsonl. Lines without a
+// loss (e.g. save errors) are ignored; a skipped step's null loss leaves a
+// gap. Throws std::runtime_error naming the file (and line) when it cannot be
+// read, is empty, holds a line that is not a JSON object, or has no loss.
+report::LineChart loss_chart(const fs::path& path) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error(fmt::format("{}: cannot open (expected a metrics.jsonl written by cllm train)", path.string()));
+  report::Series train{"train loss", {}, {}}, val{"val loss", {}, {}};
+  std::string line;
+  std::size_t line_no = 0, objects = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    nlohmann::json row;
+    try {
+      row = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::parse_error& e) {
+      throw std::runtime_error(fmt::format("{}:{}: not a JSON object ({}); expected JSON Lines written by cllm train",
+                                           path.string(), line_no, e.what()));
+    }
+    if (!row.is_object())
+      throw std::runtime_error(fmt::format("{}:{}: expected a JSON object per line, got {}", path.string(), line_no, row.type_name()));
+    ++objects;
+    const auto step = row.find("step");
+    if (step == row.end() || !step->is_number()) continue;
+    const double s = step->get<double>();
+    if (const auto loss = row.find("loss"); loss != row.end()) {
+      train.x.push_back(s);
+      train.y.push_back(loss->is_number() ? loss->get<double>() : std::numeric_limits<double>::quiet_NaN());
+    }
+    if (const auto v = row.find("val_loss"); v != row.end() && v->is_number()) {
+      val.x.push_back(s);
+      val.y.push_back(v->get<double>());
+    }
+  }
+  if (objects == 0) throw std::runtime_error(fmt::format("{}: empty: expected JSON Lines written by cllm train", path.string()));
+  if (train.x.empty() && val.x.empty())
+    throw std::runtime_error(fmt::format("{}: no line has a \"step\" with a \"loss\" or \"val_loss\": nothing to plot", path.string()));
+  report::LineChart chart{fmt::format("Loss ({})", path.filename().string()), "step", "loss (nats/token)", {}, {}, false};
+  if (!train.x.empty()) chart.series.push_back(std::move(train));
+  if (!val.x.empty()) chart.series.push_back(std::move(val));
+  return chart;
+}
+
+}  // namespace
+
+void add_plot_command(CLI::App& app) {
+  CLI::App* cmd = app.add_subcommand("plot", "Draw the loss curve of a metrics.jsonl as an SVG chart");
+  struct Options {
+    fs::path metrics, out = "loss.svg";
+  };
+  auto opt = std::make_shared<Options>();
+  cmd->add_option("metrics", opt->metrics, "metrics.jsonl written by cllm train")->required();
+  cmd->add_option("--out,-o", opt->out, "SVG file to write")->capture_default_str();
+  cmd->callback([opt] {
+    const report::LineChart chart = loss_chart(opt->metrics);
+    report::write_svg(opt->out, {chart});
+    std::size_t points = 0;
+    for (const auto& s : chart.series) points += s.x.size();
+    fmt::print("wrote {} ({} points)\n", opt->out.string(), points);
+  });
+}
+
+}  // namespace cllm::cli
