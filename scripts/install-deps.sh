@@ -15,6 +15,7 @@ packages=(
   libgtest-dev         # tests
   libicu-dev           # Unicode letter/number classes (GPT-2 pre-tokenizer)
   openmpi-bin libopenmpi-dev  # data-parallel training across processes (mpirun)
+  libxml2-utils        # xmllint: the benchmark tests check that SVG plots parse
   "$@"
 )
 

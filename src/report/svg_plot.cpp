@@ -177,9 +177,14 @@ std::vector<double> nice_ticks(double lo, double hi, int target_count) {
     step = m * magnitude;
     if (step >= raw) break;
   }
+  // Ticks are k * step for integers k, so rounding does not accumulate.
+  double first = std::floor(lo / step);
+  if (first * step > lo) first -= 1;
   std::vector<double> ticks;
-  for (double t = std::floor(lo / step) * step; t <= hi + step * 0.5; t += step) ticks.push_back(t);
-  if (ticks.back() < hi) ticks.push_back(ticks.back() + step);
+  for (double k = first;; k += 1) {
+    ticks.push_back(k * step);
+    if (k * step >= hi) break;
+  }
   return ticks;
 }
 

@@ -1,0 +1,201 @@
+// cllm bench scaling and cllm plot, driven through the binary: output
+// well-formed (JSON Lines with the documented fields, SVG that parses as
+// XML), measurements consistent with the designs, clear errors on bad input.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "report/svg_plot.h"
+
+namespace {
+namespace fs = std::filesystem;
+
+struct Result {
+  int exit_code = -1;
+  std::string out, err;
+};
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+class BenchTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("cllm_test_bench_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) + "_" +
+            std::to_string(::getpid()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // Runs a shell command line, capturing stdout and stderr.
+  Result shell(const std::string& command) {
+    const fs::path out = dir_ / "stdout", err = dir_ / "stderr";
+    const int status = std::system((command + " >" + out.string() + " 2>" + err.string()).c_str());
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
+  }
+  Result cllm(const std::string& args) { return shell(std::string(CLLM_BINARY) + " " + args); }
+
+  // True when xmllint accepts the file as well-formed XML.
+  void expect_well_formed_svg(const fs::path& svg) {
+    ASSERT_TRUE(fs::exists(svg)) << svg;
+    ASSERT_NE(std::string(CLLM_XMLLINT), "") << "xmllint not found: run scripts/install-deps.sh (libxml2-utils)";
+    const Result r = shell(std::string(CLLM_XMLLINT) + " --noout " + svg.string());
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(slurp(svg).find("<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\""), std::string::npos);
+  }
+
+  fs::path write(const std::string& name, const std::string& text) {
+    std::ofstream(dir_ / name) << text;
+    return dir_ / name;
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(BenchTest, ScalingSmokeRunPrintsOneJsonRowPerRunAndAParsableSvg) {
+  const fs::path svg = dir_ / "scaling.svg";
+  const Result r = cllm("bench scaling --config tiny --threads 1,2,4 --steps 2 --warmup 1 --accum 8 --json --plot " +
+                     svg.string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::vector<nlohmann::json> rows;
+  std::istringstream lines(r.out);
+  for (std::string line; std::getline(lines, line);) rows.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(rows.size(), 6u) << r.out;  // pipeline and baseline at 1, 2, 4 threads
+  const std::size_t expected_threads[] = {1, 2, 4, 1, 2, 4};
+  const unsigned cores = std::thread::hardware_concurrency();
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const auto& row = rows[i];
+    for (const char* field :
+         {"command", "config", "design", "threads", "oversubscribed", "tokens_per_s", "speedup", "efficiency", "epoch_s",
+          "step_ms", "compute_ms", "idle_ms", "accumulate_thread_ms", "exposed_accumulate_ms", "exposed_accumulate_pct",
+          "optimizer_ms", "idle_pct", "blocking_locks_per_step", "threads_created_per_step", "cpu_util_pct",
+          "peak_rss_mib", "final_loss", "tokens_per_step"})
+      EXPECT_TRUE(row.contains(field)) << field << " missing in " << row.dump();
+    EXPECT_EQ(row["design"], i < 3 ? "pipeline" : "baseline");
+    EXPECT_EQ(row["threads"], expected_threads[i]);
+    EXPECT_EQ(row["config"], "tiny");
+    EXPECT_EQ(row["tokens_per_step"], 8 * 64);
+    EXPECT_EQ(row["oversubscribed"], expected_threads[i] > cores);
+    EXPECT_GT(row["tokens_per_s"].get<double>(), 0.0);
+    EXPECT_GT(row["peak_rss_mib"].get<double>(), 1.0);
+    EXPECT_NEAR(row["epoch_s"].get<double>() * row["tokens_per_s"].get<double>(), 1048576.0, 1.0);
+    const double parts = row["compute_ms"].get<double>() + row["idle_ms"].get<double>() +
+                         row["exposed_accumulate_ms"].get<double>() + row["optimizer_ms"].get<double>();
+    EXPECT_LE(parts, row["step_ms"].get<double>() * 1.001 + 0.01);  // the breakdown is a part of the step
+  }
+  EXPECT_DOUBLE_EQ(rows[0]["speedup"].get<double>(), 1.0);
+  for (std::size_t i = 0; i < 3; ++i) {
+    // The pipeline takes no lock and creates no thread; the baseline takes
+    // the global mutex once per micro-batch and creates a thread for each.
+    EXPECT_EQ(rows[i]["blocking_locks_per_step"], 0.0);
+    EXPECT_EQ(rows[i]["threads_created_per_step"], 0.0);
+    EXPECT_EQ(rows[i + 3]["blocking_locks_per_step"], 8.0);
+    EXPECT_EQ(rows[i + 3]["threads_created_per_step"], 8.0);
+    // Same data, same model, same optimizer: the designs agree up to rounding.
+    EXPECT_NEAR(rows[i]["final_loss"].get<double>(), rows[i + 3]["final_loss"].get<double>(), 1e-4);
+  }
+  expect_well_formed_svg(svg);
+  const std::string text = slurp(svg);
+  for (const char* part : {"Training throughput", "Parallel efficiency", "Mean step time, pipeline",
+                           "Mean step time, baseline", "exposed accumulation"})
+    EXPECT_NE(text.find(part), std::string::npos) << part;
+}
+
+TEST_F(BenchTest, ScalingTablePrintsTheCommandFirst) {
+  const Result r = cllm("bench scaling --config tiny --threads 1 --steps 1 --warmup 0 --accum 2 --no-baseline");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("command: cllm bench scaling --config tiny --threads 1", 0), 0u) << r.out;
+  EXPECT_NE(r.out.find("pipeline"), std::string::npos);
+  EXPECT_EQ(r.out.find("baseline "), std::string::npos);
+}
+
+TEST_F(BenchTest, ScalingRejectsBadFlags) {
+  Result r = cllm("bench scaling --config huge --threads 1");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("unknown config 'huge'"), std::string::npos) << r.err;
+  r = cllm("bench scaling --config tiny --threads 1,0");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("'0' is not a thread count"), std::string::npos) << r.err;
+  r = cllm("bench scaling --config tiny --threads 1 --plot /nonexistent-dir/x.svg");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("does not exist"), std::string::npos) << r.err;
+}
+
+TEST_F(BenchTest, PlotDrawsTrainAndValidationLoss) {
+  const fs::path metrics = write("metrics.jsonl",
+                                 "{\"step\":1,\"loss\":5.5,\"lr\":0.001}\n"
+                                 "{\"step\":2,\"loss\":null,\"skipped\":true}\n"
+                                 "{\"step\":3,\"loss\":4.25}\n"
+                                 "{\"step\":3,\"val_loss\":4.5,\"val_ppl\":90.0}\n"
+                                 "\n"
+                                 "{\"step\":3,\"save_error\":\"disk full\"}\n");
+  const fs::path svg = dir_ / "loss.svg";
+  const Result r = cllm("plot " + metrics.string() + " --out " + svg.string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  expect_well_formed_svg(svg);
+  const std::string text = slurp(svg);
+  EXPECT_NE(text.find("train loss"), std::string::npos);
+  EXPECT_NE(text.find("val loss"), std::string::npos);
+  EXPECT_NE(text.find("<polyline"), std::string::npos);
+}
+
+TEST_F(BenchTest, PlotRejectsEmptyAndNonJsonInput) {
+  Result r = cllm("plot " + write("empty.jsonl", "").string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("empty.jsonl: empty"), std::string::npos) << r.err;
+  r = cllm("plot " + write("bad.jsonl", "{\"step\":1,\"loss\":2}\nstep 2 loss 1.5\n").string() + " --out " +
+           (dir_ / "bad.svg").string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("bad.jsonl:2: not a JSON object"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir_ / "bad.svg"));
+  r = cllm("plot " + write("noloss.jsonl", "{\"step\":1,\"lr\":0.1}\n").string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("nothing to plot"), std::string::npos) << r.err;
+  r = cllm("plot " + (dir_ / "missing.jsonl").string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("missing.jsonl: cannot open"), std::string::npos) << r.err;
+}
+
+TEST_F(BenchTest, SvgWriterEscapesTextAndChecksShapes) {
+  using namespace cllm::report;
+  LineChart line{"a < b & \"c\"", "x", "y", {{"s<1>", {0, 1, 2}, {1, 3, 2}}}, {}, true};
+  StackedBarChart bars{"bars", "t", "ms", {"1", "2"}, {"compute", "idle"}, {{1, 2}, {3, 0.5}}};
+  const fs::path svg = dir_ / "w.svg";
+  write_svg(svg, {line, bars});
+  expect_well_formed_svg(svg);
+  EXPECT_NE(slurp(svg).find("a &lt; b &amp; &quot;c&quot;"), std::string::npos);
+
+  EXPECT_THROW(render_svg({}), std::invalid_argument);
+  EXPECT_THROW(render_svg({LineChart{"t", "x", "y", {{"s", {0, 1}, {1}}}, {}, true}}), std::invalid_argument);
+  EXPECT_THROW(render_svg({StackedBarChart{"t", "x", "y", {"1"}, {"a", "b"}, {{1}}}}), std::invalid_argument);
+}
+
+TEST(NiceTicks, CoverTheRangeWithRoundSteps) {
+  const auto ticks = cllm::report::nice_ticks(0.0, 37.0);
+  ASSERT_GE(ticks.size(), 2u);
+  EXPECT_LE(ticks.front(), 0.0);
+  EXPECT_GE(ticks.back(), 37.0);
+  EXPECT_DOUBLE_EQ(ticks[1] - ticks[0], 10.0);
+  const auto small = cllm::report::nice_ticks(3.9, 4.3);
+  EXPECT_LE(small.front(), 3.9);
+  EXPECT_GE(small.back(), 4.3 - 1e-9);
+  EXPECT_NEAR(small[1] - small[0], 0.1, 1e-12);
+}
+
+}  // namespace
