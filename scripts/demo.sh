@@ -11,7 +11,7 @@ out=out/demo
 rm -rf "$out"  # the demo always starts fresh; real runs continue with --resume
 build/cllm train --data /usr/share/games/fortunes --out "$out" \
   --layers 4 --dim 256 --heads 8 --context 128 --batch 8 --accum 2 \
-  --steps 800 --lr 2e-3 --min-lr 2e-4 --warmup 50 --eval-every 200 --log-every 25 \
+  --steps 800 --lr 1e-3 --min-lr 1e-4 --warmup 100 --eval-every 200 --log-every 25 \
   --sample-tokens 0
 echo
 echo "== generated from $out"
