@@ -10,6 +10,7 @@
 
 #include "cli/commands.h"
 #include "data/dataset.h"
+#include "parallel/worker_pool.h"
 #include "train/checkpoint.h"
 #include "train/sampling.h"
 #include "train/trainer.h"
@@ -49,6 +50,7 @@ void add_train(CLI::App& app) {
   auto tok = std::make_shared<TokenizerFlags>();
   auto order = std::make_shared<std::string>("shuffled");
   auto schedule = std::make_shared<std::string>("cosine");
+  auto on_save_error = std::make_shared<std::string>("stop");
   tok->add(*cmd);
   cmd->add_option("--data", o->data, "Training text file, directory of text files, or .tok file")->required();
   cmd->add_option("--val-data", o->val_data, "Validation data (default: the last --val-fraction of --data)");
@@ -76,10 +78,17 @@ void add_train(CLI::App& app) {
   cmd->add_option("--data-order", *order, "shuffled or sequential")->capture_default_str();
   cmd->add_flag("--deterministic", o->deterministic, "Static batch assignment and fixed reduction order: bitwise repeatable");
   cmd->add_option("--max-bad-steps", o->max_bad_steps, "Stop after this many non-finite steps in a row")->capture_default_str();
+  cmd->add_option("--skip-spikes", o->skip_spikes,
+                  "Skip an update whose loss is more than Z standard deviations above the mean of the last 100 (0: off)")
+      ->capture_default_str();
   cmd->add_option("--eval-every", o->eval_every, "Evaluate every N steps (0: at the end only)")->capture_default_str();
   cmd->add_option("--eval-batches", o->eval_batches, "Micro-batches per evaluation")->capture_default_str();
   cmd->add_option("--ckpt-every", o->ckpt_every, "Checkpoint every N steps (0: at the end only)")->capture_default_str();
   cmd->add_option("--keep", o->keep, "Complete checkpoints to keep (0: all)")->capture_default_str();
+  cmd->add_option("--on-save-error", *on_save_error,
+                  "A periodic checkpoint cannot be written: stop (exit 1) or continue training without it")
+      ->check(CLI::IsMember({"stop", "continue"}))
+      ->capture_default_str();
   cmd->add_option("--sample-every", o->sample_every, "Print a generated sample every N steps")->capture_default_str();
   cmd->add_option("--sample-tokens", o->sample_tokens, "Tokens per sample (0: no samples)")->capture_default_str();
   cmd->add_option("--log-every", o->log_every, "Print a step line every N steps")->capture_default_str();
@@ -87,7 +96,13 @@ void add_train(CLI::App& app) {
   cmd->add_flag("--resume", o->resume, "Continue from the newest complete checkpoint in --out");
   cmd->add_option("--stop-after", o->stop_after, "Save and stop after N steps of this invocation (0: run to the end)");
   cmd->add_option("--init-from", o->init_from, "GPT-2 safetensors weights to start from (fine-tuning)");
-  cmd->callback([o, tok, order, schedule] {
+  // Counts are unsigned, and CLI11 would wrap "-1" to 2^64 - 1.
+  for (const char* name : {"--accum", "--steps", "--warmup", "--max-bad-steps", "--eval-every", "--eval-batches",
+                           "--ckpt-every", "--keep", "--sample-every", "--log-every", "--stop-after"})
+    cmd->get_option(name)->check(CLI::NonNegativeNumber);
+  cmd->get_option("--threads")->check(CLI::Range(std::size_t{1}, parallel::WorkerPool::kMaxThreads));
+  cmd->callback([o, tok, order, schedule, on_save_error] {
+    o->continue_on_save_error = *on_save_error == "continue";
     o->tokenizer = tok->name;
     o->encoder_json = tok->encoder_json;
     o->vocab_bpe = tok->vocab_bpe;

@@ -45,7 +45,7 @@ void GradientPipeline::for_each_segment(
 }
 
 StepStats GradientPipeline::step(std::size_t K, const MicroBatchFn& work, float* params, optim::AdamW& opt,
-                                 double lr, float max_norm) {
+                                 double lr, float max_norm, const std::function<bool(double)>& accept_loss) {
   if (K == 0) throw std::invalid_argument("gradient pipeline: a step needs at least 1 micro-batch");
   if (opt.size() != n_params_) {
     throw std::invalid_argument("gradient pipeline: optimizer has " + std::to_string(opt.size()) +
@@ -113,7 +113,8 @@ StepStats GradientPipeline::step(std::size_t K, const MicroBatchFn& work, float*
   }
   stats.grad_norm = std::sqrt(sum_squares);
   stats.finite = std::isfinite(stats.grad_norm);
-  if (stats.finite) {
+  stats.rejected = stats.finite && accept_loss && !accept_loss(stats.loss_sum);
+  if (stats.finite && !stats.rejected) {
     stats.clip_scale = optim::clip_scale(stats.grad_norm, max_norm);
     opt.begin_step();
     for_each_segment([&](std::size_t, std::size_t begin, std::size_t end) {

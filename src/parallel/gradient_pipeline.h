@@ -51,6 +51,7 @@ struct StepStats {
   double grad_norm = 0.0;  // global L2 norm before clipping
   float clip_scale = 1.0f;
   bool finite = true;      // false: non-finite norm, update skipped
+  bool rejected = false;   // true: the caller's accept_loss said no, update skipped
   double seconds = 0.0;    // the whole step
   // Compute + reduce phase (wall).
   double reduce_phase_seconds = 0.0;
@@ -82,9 +83,11 @@ class GradientPipeline {
   // gradients, calls the hook, computes the global norm, clips to max_norm
   // (0 = off) and applies opt (opt.size() must be n_params) with learning
   // rate lr, segment-parallel on the workers. A non-finite norm skips the
-  // update (params, moments and opt.step() untouched) and sets finite=false.
+  // update (params, moments and opt.step() untouched) and sets finite=false;
+  // so does accept_loss (when given) returning false for the step's loss sum
+  // (e.g. a loss spike), which sets rejected=true.
   StepStats step(std::size_t K, const MicroBatchFn& work, float* params, optim::AdamW& opt, double lr,
-                 float max_norm);
+                 float max_norm, const std::function<bool(double loss_sum)>& accept_loss = {});
 
   // Installs (or clears, with an empty function) the gradient hook.
   void set_gradient_hook(GradientHook hook) { hook_ = std::move(hook); }

@@ -103,10 +103,11 @@ model::Config infer_config(const data::SafetensorsFile& file, const std::map<std
   return config;
 }
 
-// Reads every tensor of `layout` from `file` (names mapped by `names`) into
-// params, checking shapes and finiteness.
-void read_params(const data::SafetensorsFile& file, const std::map<std::string, std::string>& names,
-                 const model::ParamLayout& layout, std::span<float> params) {
+// Checks that `file` holds every tensor of `layout` (names mapped by `names`)
+// with its shape, so a small file whose metadata claims a huge model is
+// rejected before anything of the model's size is allocated.
+void check_shapes(const data::SafetensorsFile& file, const std::map<std::string, std::string>& names,
+                  const model::ParamLayout& layout) {
   for (const auto& t : layout.tensors()) {
     const auto it = names.find(t.name);
     if (it == names.end()) throw data::file_error(file.path(), "missing tensor '" + t.name + "'");
@@ -117,10 +118,20 @@ void read_params(const data::SafetensorsFile& file, const std::map<std::string, 
       for (auto d : st.shape) got += (got.empty() ? "" : ",") + std::to_string(d);
       throw data::file_error(file.path(), "tensor '" + it->second + "' has shape [" + got + "], expected [" + want + "]");
     }
+  }
+}
+
+// Reads every tensor of `layout` from `file` into params (after
+// check_shapes), checking finiteness.
+void read_params(const data::SafetensorsFile& file, const std::map<std::string, std::string>& names,
+                 const model::ParamLayout& layout, std::span<float> params) {
+  check_shapes(file, names, layout);
+  for (const auto& t : layout.tensors()) {
+    const std::string& name = names.at(t.name);
     const std::span<float> out = params.subspan(t.offset, t.size);
-    file.read_f32(it->second, out);
+    file.read_f32(name, out);
     if (!std::all_of(out.begin(), out.end(), [](float x) { return std::isfinite(x); }))
-      throw data::file_error(file.path(), "tensor '" + it->second + "' contains NaN or infinite values");
+      throw data::file_error(file.path(), "tensor '" + name + "' contains NaN or infinite values");
   }
 }
 
@@ -144,6 +155,7 @@ LoadedWeights load_weights(const fs::path& path, int heads_hint) {
     if (!known) throw data::file_error(path, "unexpected tensor '" + name + "' for a GPT-2 with " +
                                                  std::to_string(out.config.layers) + " layers");
   }
+  check_shapes(file, names, layout);
   out.params.resize(layout.total());
   read_params(file, names, layout, out.params);
   const auto tok = file.metadata().find("cllm.tokenizer");

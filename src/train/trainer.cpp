@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -12,9 +13,11 @@
 
 #include <fmt/core.h>
 
+#include "data/file_io.h"
 #include "optim/adamw.h"
 #include "parallel/gradient_pipeline.h"
 #include "train/checkpoint.h"
+#include "train/loss_spike.h"
 #include "train/metrics_log.h"
 #include "train/process_stats.h"
 #include "train/sampling.h"
@@ -48,10 +51,15 @@ double flops_per_token(const model::ParamLayout& layout, int seq) {
   return 6.0 * params + 12.0 * c.layers * c.dim * seq;
 }
 
+// Micro-batches per step: far beyond any useful run, small enough that the
+// per-step bookkeeping (one loss per micro-batch) stays tiny.
+constexpr std::size_t kMaxAccum = std::size_t{1} << 20;
+
 void check_options(const TrainOptions& o) {
   if (o.data.empty()) throw std::invalid_argument("--data is required (a text file, a directory of text files or a .tok file)");
   if (o.batch < 1) throw std::invalid_argument("--batch must be >= 1, got " + std::to_string(o.batch));
-  if (o.accum < 1) throw std::invalid_argument("--accum must be >= 1");
+  if (o.accum < 1 || o.accum > kMaxAccum)
+    throw std::invalid_argument(fmt::format("--accum must be in [1, {}], got {}", kMaxAccum, o.accum));
   if (o.seq < 0) throw std::invalid_argument("--seq must be >= 1, got " + std::to_string(o.seq));
   if (o.steps == 0 && !(o.epochs > 0.0)) throw std::invalid_argument("give --steps N or --epochs X (> 0)");
   if (!(o.val_fraction >= 0.0 && o.val_fraction < 1.0))
@@ -59,6 +67,8 @@ void check_options(const TrainOptions& o) {
   if (o.clip < 0.0f || !std::isfinite(o.clip)) throw std::invalid_argument("--clip must be >= 0 (0 turns it off)");
   if (o.eval_batches < 1) throw std::invalid_argument("--eval-batches must be >= 1");
   if (o.log_every < 1) throw std::invalid_argument("--log-every must be >= 1");
+  if (!(o.skip_spikes >= 0.0) || !std::isfinite(o.skip_spikes))
+    throw std::invalid_argument("--skip-spikes must be >= 0 standard deviations (0: off)");
 }
 
 std::map<std::string, std::string> run_settings(const TrainOptions& o, int seq, std::size_t threads) {
@@ -129,6 +139,9 @@ TrainSummary run_training(const TrainOptions& opt) {
   CheckpointStore store(opt.out);
   const auto settings = run_settings(opt, seq, threads);
   std::size_t step = 0;
+  TrainSummary summary;
+  std::optional<std::size_t> saved_at;  // step of the newest checkpoint on disk
+  LossSpikeDetector spikes(opt.skip_spikes);
   const auto existing = store.latest();
   if (existing && !opt.resume)
     throw std::runtime_error(fmt::format("'{}' already holds checkpoints (newest: {}); pass --resume to continue it, or choose another --out",
@@ -138,6 +151,15 @@ TrainSummary run_training(const TrainOptions& opt) {
     step = state.step;
     const auto adam_step = state.settings.find("adam_step");
     adamw.set_step(adam_step != state.settings.end() ? std::stoull(adam_step->second) : step);
+    if (const auto window = state.settings.find("loss_window"); window != state.settings.end()) {
+      try {
+        spikes.restore(window->second);
+      } catch (const std::exception& e) {
+        throw data::file_error(existing->dir / "state.safetensors", e.what());
+      }
+    }
+    summary.last_checkpoint = existing->dir;
+    saved_at = step;  // no second save of this step: replacing a checkpoint in place is not atomic
     fmt::print("resuming from {} (step {})\n", existing->dir.string(), step);
     for (const auto& [key, value] : settings) {
       const auto saved = state.settings.find(key);
@@ -192,7 +214,6 @@ TrainSummary run_training(const TrainOptions& opt) {
   };
 
   StopSignal stop_signal;
-  TrainSummary summary;
   summary.first_step = step;
   std::size_t bad_in_a_row = 0;
   std::size_t current_step = step;  // captured by the work function
@@ -209,8 +230,10 @@ TrainSummary run_training(const TrainOptions& opt) {
   auto save = [&]() {
     TrainState state{step, settings};
     state.settings["adam_step"] = std::to_string(adamw.step());
+    if (spikes.enabled()) state.settings["loss_window"] = spikes.serialize();
     const Checkpoint c = store.save(layout, params, adamw.m(), adamw.v(), state, tokenizer->name(), opt.keep);
     summary.last_checkpoint = c.dir;
+    saved_at = step;
     fmt::print("saved checkpoint {}\n", c.dir.string());
   };
   auto sample = [&](std::uint64_t seed) {
@@ -240,7 +263,13 @@ TrainSummary run_training(const TrainOptions& opt) {
     current_step = step;
     const float lr = schedule.at(step);
     const double cpu0 = process_usage().cpu_seconds;
-    const parallel::StepStats st = pipeline.step(K, work, params.data(), adamw, lr, opt.clip);
+    double spike_z = 0.0;
+    const auto accept_loss = [&](double loss) {
+      spike_z = spikes.z_score(loss);
+      return !spikes.is_spike(loss);
+    };
+    const parallel::StepStats st =
+        pipeline.step(K, work, params.data(), adamw, lr, opt.clip, spikes.enabled() ? std::function<bool(double)>(accept_loss) : nullptr);
     sum_cpu_s += process_usage().cpu_seconds - cpu0;
     ++step;
     const double tok_s = static_cast<double>(tokens_per_step) / st.seconds;
@@ -269,7 +298,8 @@ TrainSummary run_training(const TrainOptions& opt) {
                    {"optimizer_ms", st.optimizer_seconds * 1e3},
                    {"idle_pct", 100.0 * idle_s / std::max(1e-12, st.reduce_phase_seconds * static_cast<double>(threads))},
                    {"blocking_locks", st.blocking_locks},
-                   {"skipped", !st.finite}});
+                   {"skipped", !st.finite || st.rejected},
+                   {"skip_reason", !st.finite ? nlohmann::json("non-finite") : st.rejected ? nlohmann::json("loss spike") : nlohmann::json(nullptr)}});
     if (!ok) {
       ++bad_in_a_row;
       fmt::print("step {:>6}/{} | non-finite loss or gradient norm: update skipped ({} in a row)\n", step, total_steps,
@@ -279,8 +309,13 @@ TrainSummary run_training(const TrainOptions& opt) {
             "training diverged: {} steps in a row with a non-finite loss or gradient norm (lower --lr, check the data); "
             "last checkpoint: {}",
             bad_in_a_row, summary.last_checkpoint.empty() ? std::string("none") : summary.last_checkpoint.string()));
+    } else if (st.rejected) {
+      bad_in_a_row = 0;
+      fmt::print("step {:>6}/{} | loss {:.4f} is a spike ({:.1f} standard deviations above the recent mean): update skipped\n",
+                 step, total_steps, st.loss_sum, spike_z);
     } else {
       bad_in_a_row = 0;
+      spikes.add(st.loss_sum);
       if (step % opt.log_every == 0 || step == total_steps)
         fmt::print("step {:>6}/{} | loss {:.4f} | lr {:.2e} | norm {:.3f} | {:.0f} ms | {:.0f} tok/s | {:.1f} GFLOP/s\n",
                    step, total_steps, st.loss_sum, lr, st.grad_norm, st.seconds * 1e3, tok_s, tok_s * flops_tok * 1e-9);
@@ -295,11 +330,31 @@ TrainSummary run_training(const TrainOptions& opt) {
       }
     }
     if (opt.sample_every && step % opt.sample_every == 0 && step < total_steps) sample(opt.seed + step);
-    if (opt.ckpt_every && step % opt.ckpt_every == 0 && step < total_steps) save();
+    if (opt.ckpt_every && step % opt.ckpt_every == 0 && step < total_steps) {
+      try {
+        save();
+      } catch (const std::exception& e) {
+        const std::string previous = summary.last_checkpoint.empty() ? "none" : summary.last_checkpoint.string();
+        if (!opt.continue_on_save_error)
+          throw std::runtime_error(fmt::format("cannot save the checkpoint of step {}: {} (previous checkpoint, intact: {}); "
+                                               "free space or fix the directory and rerun with --resume, or pass --on-save-error continue",
+                                               step, e.what(), previous));
+        fmt::print(stderr, "cllm: warning: cannot save the checkpoint of step {}: {}; training on (previous checkpoint, intact: {})\n",
+                   step, e.what(), previous);
+        metrics.write({{"step", step}, {"save_error", e.what()}});
+      }
+    }
   }
 
   const double wall = seconds_since(t_start);
-  if (step > summary.first_step || summary.last_checkpoint.empty()) save();
+  if (saved_at != step) {
+    try {
+      save();
+    } catch (const std::exception& e) {
+      throw std::runtime_error(fmt::format("cannot save the final checkpoint of step {}: {} (last checkpoint, intact: {})", step,
+                                           e.what(), summary.last_checkpoint.empty() ? std::string("none") : summary.last_checkpoint.string()));
+    }
+  }
   summary.steps_done = step;
   summary.wall_seconds = wall;
   summary.val_loss = evaluate();

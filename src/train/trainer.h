@@ -48,12 +48,20 @@ struct TrainOptions {
   float clip = 1.0f;  // max global grad norm, 0: off
   std::uint64_t seed = 1337;
   std::size_t max_bad_steps = 5;  // consecutive non-finite steps before giving up
+  // Skip an update whose loss is more than this many standard deviations
+  // above the mean of the last 100 accepted losses (llm.c's rule); 0: off.
+  double skip_spikes = 0.0;
 
   // Evaluation, checkpoints, samples, output
   std::size_t eval_every = 0;  // 0: only at the end
   std::size_t eval_batches = 8;
   std::size_t ckpt_every = 0;  // 0: only at the end (and on a stop signal)
   std::size_t keep = 3;        // complete checkpoints kept, 0: all
+  // A periodic checkpoint that cannot be written (disk full, unwritable
+  // directory): false stops the run with an error, true warns and trains on.
+  // The final checkpoint must always succeed. Either way the previous
+  // checkpoint is left as it was.
+  bool continue_on_save_error = false;
   std::size_t sample_every = 0;
   int sample_tokens = 200;
   std::filesystem::path out = "out";
