@@ -14,6 +14,7 @@ packages=(
   libfmt-dev           # formatting
   libgtest-dev         # tests
   libicu-dev           # Unicode letter/number classes (GPT-2 pre-tokenizer)
+  clang libclang-rt-14-dev  # libFuzzer targets (fuzz/, CLLM_FUZZ)
   openmpi-bin libopenmpi-dev  # data-parallel training across processes (mpirun)
   libxml2-utils        # xmllint: the benchmark tests check that SVG plots parse
   "$@"

@@ -21,3 +21,11 @@ cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=Release -DCLLM_SANITIZE=thr
 cmake --build build-tsan --target test_parallel test_optim
 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
   ctest --test-dir build-tsan --output-on-failure -j "$jobs" -L 'parallel|optim'
+
+echo "== libFuzzer (clang, address+undefined): safetensors/weights, .tok and GPT-2 tokenizer readers, 60 s each"
+SECONDS=0
+cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=clang++ -DCLLM_FUZZ=ON \
+  -DCLLM_BUILD_TESTS=OFF >/dev/null
+cmake --build build-fuzz --target fuzz_safetensors fuzz_token_file fuzz_gpt2_encode fuzz_gpt2_files
+fuzz/run.sh build-fuzz 60
+echo "   fuzz stage: ${SECONDS} s"

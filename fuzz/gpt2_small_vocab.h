@@ -1,0 +1,18 @@
+// A small GPT-2 style vocabulary (the 256 byte symbols, a few dozen merges
+// of common English pieces, <|endoftext|>) written as encoder.json and
+// vocab.bpe, for fuzzing the BPE without the 50k-token files.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace cllm::fuzz {
+
+// Writes encoder.json and vocab.bpe into `dir`.
+void write_small_gpt2_vocab(const std::filesystem::path& dir);
+
+// GPT-2's printable stand-in for byte b (bytes_to_unicode), as UTF-8.
+std::string byte_symbol(int b);
+
+}  // namespace cllm::fuzz
