@@ -10,6 +10,7 @@
 
 #include "cli/commands.h"
 #include "data/dataset.h"
+#include "dist/process_group.h"
 #include "parallel/worker_pool.h"
 #include "train/checkpoint.h"
 #include "train/sampling.h"
@@ -93,6 +94,9 @@ void add_train(CLI::App& app) {
   cmd->add_option("--sample-tokens", o->sample_tokens, "Tokens per sample (0: no samples)")->capture_default_str();
   cmd->add_option("--log-every", o->log_every, "Print a step line every N steps")->capture_default_str();
   cmd->add_option("--out", o->out, "Run directory: checkpoints and metrics.jsonl")->capture_default_str();
+  auto dist_backend = std::make_shared<std::string>("auto");
+  cmd->add_option("--dist", *dist_backend, "Processes training together: auto (MPI when started by mpirun), none or mpi")
+      ->capture_default_str();
   cmd->add_flag("--resume", o->resume, "Continue from the newest complete checkpoint in --out");
   cmd->add_option("--stop-after", o->stop_after, "Save and stop after N steps of this invocation (0: run to the end)");
   cmd->add_option("--init-from", o->init_from, "GPT-2 safetensors weights to start from (fine-tuning)");
@@ -101,14 +105,24 @@ void add_train(CLI::App& app) {
                            "--ckpt-every", "--keep", "--sample-every", "--log-every", "--stop-after"})
     cmd->get_option(name)->check(CLI::NonNegativeNumber);
   cmd->get_option("--threads")->check(CLI::Range(std::size_t{1}, parallel::WorkerPool::kMaxThreads));
-  cmd->callback([o, tok, order, schedule, on_save_error] {
+  cmd->callback([o, tok, order, schedule, on_save_error, dist_backend] {
     o->continue_on_save_error = *on_save_error == "continue";
     o->tokenizer = tok->name;
     o->encoder_json = tok->encoder_json;
     o->vocab_bpe = tok->vocab_bpe;
     o->data_order = data::parse_data_order(*order);
     o->schedule = optim::parse_lr_schedule(*schedule);
-    const auto summary = train::run_training(*o);
+    dist::select(dist::parse_backend(*dist_backend));
+    dist::ProcessGroup& group = dist::world();
+    if (!group.is_root() && !std::freopen("/dev/null", "w", stdout))  // rank 0 alone prints
+      throw std::runtime_error("cannot silence stdout on rank " + std::to_string(group.rank()));
+    train::TrainSummary summary;
+    try {
+      summary = train::run_training(*o);
+    } catch (const std::exception& e) {
+      if (group.size() > 1) group.abort(e.what());  // ends every rank, never a hang
+      throw;
+    }
     if (summary.stopped_by_signal) throw CLI::RuntimeError(130);
   });
 }

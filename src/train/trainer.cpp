@@ -14,6 +14,8 @@
 #include <fmt/core.h>
 
 #include "data/file_io.h"
+#include "dist/data_parallel.h"
+#include "dist/process_group.h"
 #include "optim/adamw.h"
 #include "parallel/gradient_pipeline.h"
 #include "train/checkpoint.h"
@@ -133,8 +135,12 @@ TrainSummary run_training(const TrainOptions& opt) {
   for (const auto& t : layout.tensors()) ranges.push_back({t.offset, t.size, t.decay});
   optim::AdamW adamw(layout.total(), {opt.lr, opt.beta1, opt.beta2, 1e-8f, opt.weight_decay}, ranges);
 
+  // Several processes (mpirun): rank 0 alone reads and writes the run
+  // directory and prints; the others get its state by broadcast below.
+  dist::ProcessGroup& group = opt.group ? *opt.group : dist::world();
+  const bool root = group.is_root();
   std::error_code ec;
-  fs::create_directories(opt.out, ec);
+  if (root) fs::create_directories(opt.out, ec);
   if (ec) throw std::runtime_error("cannot create output directory '" + opt.out.string() + "': " + ec.message());
   CheckpointStore store(opt.out);
   const auto settings = run_settings(opt, seq, threads);
@@ -142,7 +148,7 @@ TrainSummary run_training(const TrainOptions& opt) {
   TrainSummary summary;
   std::optional<std::size_t> saved_at;  // step of the newest checkpoint on disk
   LossSpikeDetector spikes(opt.skip_spikes);
-  const auto existing = store.latest();
+  const auto existing = root ? store.latest() : std::nullopt;
   if (existing && !opt.resume)
     throw std::runtime_error(fmt::format("'{}' already holds checkpoints (newest: {}); pass --resume to continue it, or choose another --out",
                                          opt.out.string(), existing->dir.string()));
@@ -173,12 +179,26 @@ TrainSummary run_training(const TrainOptions& opt) {
     if (opt.resume) fmt::print("no checkpoint in '{}': starting from scratch\n", opt.out.string());
     model::init_params(layout, params.data(), opt.seed);
   }
+  if (group.size() > 1) {  // checkpoints hold no per-rank state: resume with any P
+    group.broadcast(params.data(), params.size() * sizeof(float), 0);
+    group.broadcast(adamw.m().data(), adamw.m().size_bytes(), 0);
+    group.broadcast(adamw.v().data(), adamw.v().size_bytes(), 0);
+    std::uint64_t counters[2] = {step, adamw.step()};
+    group.broadcast(counters, sizeof counters, 0);
+    step = counters[0];
+    adamw.set_step(counters[1]);
+    saved_at = step;
+    std::string window = spikes.serialize();
+    group.broadcast(window, 0);
+    spikes.restore(window);
+  }
 
   parallel::GradientPipeline pipeline(layout.total(), {.threads = threads, .deterministic = opt.deterministic});
+  dist::DataParallelStep data_parallel(group, pipeline, K);
   std::vector<std::unique_ptr<WorkerState>> workers(threads);
   pipeline.for_each_worker([&](std::size_t w) { workers[w] = std::make_unique<WorkerState>(config, opt.batch, seq); });
 
-  MetricsLog metrics(opt.out / "metrics.jsonl");
+  MetricsLog metrics(root ? opt.out / "metrics.jsonl" : fs::path("/dev/null"));  // rank 0 logs
   const double flops_tok = flops_per_token(layout, seq);
 
   fmt::print("cllm train: {} params (layers {}, dim {}, heads {}, context {}, vocab {})\n", layout.total(),
@@ -192,10 +212,13 @@ TrainSummary run_training(const TrainOptions& opt) {
              threads, opt.deterministic ? "deterministic" : "dynamic queue", opt.lr, opt.min_lr,
              optim::lr_schedule_name(opt.schedule), opt.warmup, opt.weight_decay, opt.beta1, opt.beta2, opt.clip,
              opt.seed, opt.out.string());
+  if (group.size() > 1)
+    fmt::print("  {} processes ({}) x {} threads; micro-batch k on rank k mod {}\n", group.size(), group.backend(), threads,
+               group.size());
 
   // Mean validation loss over eval_batches micro-batches, spread over the workers.
   auto evaluate = [&]() -> double {
-    if (!val_sampler) return -1.0;
+    if (!val_sampler || !root) return -1.0;
     const std::size_t n = std::min<std::size_t>(opt.eval_batches, std::max<std::uint64_t>(1, val_sampler->sequences_per_epoch() / B));
     std::vector<double> losses(n);
     std::atomic<std::size_t> next{0};
@@ -228,6 +251,8 @@ TrainSummary run_training(const TrainOptions& opt) {
     return static_cast<double>(loss) / static_cast<double>(K);
   };
   auto save = [&]() {
+    group.barrier();  // every rank has finished the step before its checkpoint exists
+    if (!root) return;
     TrainState state{step, settings};
     state.settings["adam_step"] = std::to_string(adamw.step());
     if (spikes.enabled()) state.settings["loss_window"] = spikes.serialize();
@@ -237,6 +262,7 @@ TrainSummary run_training(const TrainOptions& opt) {
     fmt::print("saved checkpoint {}\n", c.dir.string());
   };
   auto sample = [&](std::uint64_t seed) {
+    if (!root) return;
     SamplingOptions so;
     so.tokens = opt.sample_tokens;
     so.seed = seed;
@@ -247,12 +273,15 @@ TrainSummary run_training(const TrainOptions& opt) {
 
   // Totals for the summary.
   double sum_step_s = 0, sum_acc_s = 0, sum_exposed_s = 0, sum_opt_s = 0, sum_idle_s = 0, sum_phase_thread_s = 0;
+  double sum_allreduce_s = 0, sum_hidden_allreduce_s = 0;
   double sum_cpu_s = 0;  // process CPU time inside steps (not saves or evals)
   std::size_t locks = 0, counted_steps = 0;
   const auto t_start = Clock::now();
 
   while (step < total_steps) {
-    if (stop_signal.requested()) {
+    double stop_votes = stop_signal.requested() ? 1.0 : 0.0;
+    group.allreduce_sum(&stop_votes, 1);  // all ranks stop at the same step
+    if (stop_votes > 0.0) {
       summary.stopped_by_signal = true;
       break;
     }
@@ -269,7 +298,7 @@ TrainSummary run_training(const TrainOptions& opt) {
       return !spikes.is_spike(loss);
     };
     const parallel::StepStats st =
-        pipeline.step(K, work, params.data(), adamw, lr, opt.clip, spikes.enabled() ? std::function<bool(double)>(accept_loss) : nullptr);
+        data_parallel.step(work, params.data(), adamw, lr, opt.clip, spikes.enabled() ? std::function<bool(double)>(accept_loss) : nullptr);
     sum_cpu_s += process_usage().cpu_seconds - cpu0;
     ++step;
     const double tok_s = static_cast<double>(tokens_per_step) / st.seconds;
@@ -280,6 +309,8 @@ TrainSummary run_training(const TrainOptions& opt) {
     sum_acc_s += st.accumulate_seconds;
     sum_exposed_s += st.exposed_accumulate_seconds;
     sum_opt_s += st.optimizer_seconds;
+    sum_allreduce_s += data_parallel.allreduce_seconds();
+    sum_hidden_allreduce_s += data_parallel.hidden_allreduce_seconds();
     sum_idle_s += idle_s;
     sum_phase_thread_s += st.reduce_phase_seconds * static_cast<double>(threads);
     locks += st.blocking_locks;
@@ -296,6 +327,8 @@ TrainSummary run_training(const TrainOptions& opt) {
                    {"accumulate_ms", st.accumulate_seconds * 1e3},
                    {"exposed_accumulate_ms", st.exposed_accumulate_seconds * 1e3},
                    {"optimizer_ms", st.optimizer_seconds * 1e3},
+                   {"allreduce_ms", data_parallel.allreduce_seconds() * 1e3},
+                   {"hidden_allreduce_ms", data_parallel.hidden_allreduce_seconds() * 1e3},
                    {"idle_pct", 100.0 * idle_s / std::max(1e-12, st.reduce_phase_seconds * static_cast<double>(threads))},
                    {"blocking_locks", st.blocking_locks},
                    {"skipped", !st.finite || st.rejected},
@@ -347,7 +380,9 @@ TrainSummary run_training(const TrainOptions& opt) {
   }
 
   const double wall = seconds_since(t_start);
-  if (saved_at != step) {
+  std::uint8_t final_save = saved_at != step;
+  group.broadcast(&final_save, 1, 0);  // rank 0's saves decide: all ranks meet in save()
+  if (final_save) {
     try {
       save();
     } catch (const std::exception& e) {
@@ -375,6 +410,9 @@ TrainSummary run_training(const TrainOptions& opt) {
     fmt::print("  accumulation (thread-s)  {:10.2f} ms/step\n", sum_acc_s / n * 1e3);
     fmt::print("  exposed accumulation     {:10.2f} ms/step ({:.2f}% of step)\n", sum_exposed_s / n * 1e3, 100.0 * sum_exposed_s / sum_step_s);
     fmt::print("  optimizer                {:10.2f} ms/step\n", sum_opt_s / n * 1e3);
+    if (group.size() > 1)
+      fmt::print("  all-reduce ({} ranks)     {:10.2f} ms/step ({:.2f} ms hidden behind compute)\n", group.size(),
+                 sum_allreduce_s / n * 1e3, sum_hidden_allreduce_s / n * 1e3);
     fmt::print("  idle                     {:10.2f} %\n", 100.0 * sum_idle_s / std::max(1e-12, sum_phase_thread_s));
     fmt::print("  blocking lock operations {:10} total\n", locks);
     fmt::print("  CPU utilisation (steps)  {:10.1f} %\n", 100.0 * cpu_util);

@@ -10,6 +10,7 @@
 
 #include "data/dataset.h"
 #include "model/gpt.h"
+#include "dist/process_group.h"
 #include "optim/schedule.h"
 
 namespace cllm::train {
@@ -70,6 +71,9 @@ struct TrainOptions {
   // train in chunks under a job time limit; 0: run to the end.
   std::size_t stop_after = 0;
   std::size_t log_every = 1;  // print a step line every N steps (metrics.jsonl gets all)
+  // The processes training together; nullptr: dist::world() (mpirun's ranks,
+  // or this process alone).
+  dist::ProcessGroup* group = nullptr;
 };
 
 // The run's plan metrics, printed at the end and returned for tests.
