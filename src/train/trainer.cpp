@@ -16,6 +16,7 @@
 #include "data/file_io.h"
 #include "dist/data_parallel.h"
 #include "dist/process_group.h"
+#include "kernels/fma_peak.h"
 #include "optim/adamw.h"
 #include "parallel/gradient_pipeline.h"
 #include "train/checkpoint.h"
@@ -200,6 +201,16 @@ TrainSummary run_training(const TrainOptions& opt) {
 
   MetricsLog metrics(root ? opt.out / "metrics.jsonl" : fs::path("/dev/null"));  // rank 0 logs
   const double flops_tok = flops_per_token(layout, seq);
+  // MFU's denominator: the measured FMA peak of the cores the workers can use.
+  double peak_gflops = 0.0;
+  try {
+    peak_gflops = kernels::measure_fma_peak().gflops *
+                  static_cast<double>(std::min<std::size_t>(threads, std::max(1u, std::thread::hardware_concurrency())));
+  } catch (const std::exception&) {  // no AVX2/AVX-512: MFU is reported as 0
+  }
+  const auto mfu = [&](double tokens_per_s) {
+    return peak_gflops > 0 ? 100.0 * tokens_per_s * flops_tok * 1e-9 / peak_gflops : 0.0;
+  };
 
   fmt::print("cllm train: {} params (layers {}, dim {}, heads {}, context {}, vocab {})\n", layout.total(),
              config.layers, config.dim, config.heads, config.context, config.vocab);
@@ -324,6 +335,7 @@ TrainSummary run_training(const TrainOptions& opt) {
                    {"ms", st.seconds * 1e3},
                    {"tokens_per_s", tok_s},
                    {"gflops", tok_s * flops_tok * 1e-9},
+                   {"mfu_pct", mfu(tok_s)},
                    {"accumulate_ms", st.accumulate_seconds * 1e3},
                    {"exposed_accumulate_ms", st.exposed_accumulate_seconds * 1e3},
                    {"optimizer_ms", st.optimizer_seconds * 1e3},
@@ -350,8 +362,8 @@ TrainSummary run_training(const TrainOptions& opt) {
       bad_in_a_row = 0;
       spikes.add(st.loss_sum);
       if (step % opt.log_every == 0 || step == total_steps)
-        fmt::print("step {:>6}/{} | loss {:.4f} | lr {:.2e} | norm {:.3f} | {:.0f} ms | {:.0f} tok/s | {:.1f} GFLOP/s\n",
-                   step, total_steps, st.loss_sum, lr, st.grad_norm, st.seconds * 1e3, tok_s, tok_s * flops_tok * 1e-9);
+        fmt::print("step {:>6}/{} | loss {:.4f} | lr {:.2e} | norm {:.3f} | {:.0f} ms | {:.0f} tok/s | MFU {:.1f}%\n",
+                   step, total_steps, st.loss_sum, lr, st.grad_norm, st.seconds * 1e3, tok_s, mfu(tok_s));
     }
     std::fflush(stdout);
 
@@ -406,6 +418,7 @@ TrainSummary run_training(const TrainOptions& opt) {
     fmt::print("  time per epoch           {:10.2f} s ({} steps)\n", sum_step_s / n * static_cast<double>(steps_per_epoch), steps_per_epoch);
     fmt::print("  tokens/s                 {:10.0f}\n", summary.tokens_per_second);
     fmt::print("  model GFLOP/s            {:10.2f}\n", summary.tokens_per_second * flops_tok * 1e-9);
+    fmt::print("  MFU                      {:10.1f} % (of {:.0f} GFLOP/s measured FMA peak)\n", mfu(summary.tokens_per_second), peak_gflops);
     fmt::print("  step time                {:10.2f} ms\n", sum_step_s / n * 1e3);
     fmt::print("  accumulation (thread-s)  {:10.2f} ms/step\n", sum_acc_s / n * 1e3);
     fmt::print("  exposed accumulation     {:10.2f} ms/step ({:.2f}% of step)\n", sum_exposed_s / n * 1e3, 100.0 * sum_exposed_s / sum_step_s);
