@@ -20,6 +20,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "cli/bench_configs.h"
 #include "cli/commands.h"
 #include "kernels/fma_peak.h"
 #include "kernels/kernels.h"
@@ -33,39 +34,11 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-struct BenchConfig {
-  std::string name;
-  model::Config config;
-  int batch = 0;
-};
-
-// The configs of issue 4, vocab 256; sequence length = context.
-std::vector<BenchConfig> known_configs() {
-  auto make = [](const char* name, int layers, int dim, int heads, int context, int batch) {
-    BenchConfig b{name, {}, batch};
-    b.config.vocab = 256;
-    b.config.layers = layers;
-    b.config.dim = dim;
-    b.config.heads = heads;
-    b.config.context = context;
-    return b;
-  };
-  return {make("tiny", 2, 128, 4, 64, 16), make("small", 4, 256, 8, 128, 8), make("medium", 6, 384, 6, 256, 4)};
-}
-
-std::vector<BenchConfig> select_configs(const std::string& list) {
-  const std::vector<BenchConfig> known = known_configs();
-  std::vector<BenchConfig> out;
+std::vector<NamedConfig> select_configs(const std::string& list) {
+  std::vector<NamedConfig> out;
   std::stringstream ss(list);
   std::string name;
-  while (std::getline(ss, name, ',')) {
-    auto it = std::find_if(known.begin(), known.end(), [&](const BenchConfig& b) { return b.name == name; });
-    if (it == known.end()) {
-      throw std::invalid_argument("--configs: unknown config '" + name + "': expected a comma-separated list of "
-                                  "tiny, small, medium");
-    }
-    out.push_back(*it);
-  }
+  while (std::getline(ss, name, ',')) out.push_back(named_config(name));
   if (out.empty()) throw std::invalid_argument("--configs is empty: expected e.g. tiny,small,medium");
   return out;
 }
@@ -79,7 +52,7 @@ struct Result {
 };
 
 // Median over `steps` timed forward+backward passes after `warmup` untimed ones.
-Result run_config(const BenchConfig& bc, int steps, int warmup, std::uint64_t seed) {
+Result run_config(const NamedConfig& bc, int steps, int warmup, std::uint64_t seed) {
   const model::Config& c = bc.config;
   const model::ParamLayout layout(c);
   std::vector<float> params(layout.total()), grad(layout.total());
@@ -132,7 +105,7 @@ void add_bench_model_command(CLI::App& bench) {
   cmd->add_option("--warmup", opt->warmup, "Untimed passes before them")->check(CLI::Range(0, 1000));
   cmd->add_option("--seed", opt->seed, "Seed of the weights and tokens");
   cmd->callback([opt] {
-    const std::vector<BenchConfig> configs = select_configs(opt->configs);
+    const std::vector<NamedConfig> configs = select_configs(opt->configs);
     const std::string command = fmt::format("cllm bench model --configs {} --steps {} --warmup {} --seed {}{}",
                                             opt->configs, opt->steps, opt->warmup, opt->seed,
                                             opt->json ? " --json" : "");
@@ -152,7 +125,7 @@ void add_bench_model_command(CLI::App& bench) {
                   "tokens/s", "GFLOP/s", "MFU", "loss");
     }
     nlohmann::json rows = nlohmann::json::array();
-    for (const BenchConfig& bc : configs) {
+    for (const NamedConfig& bc : configs) {
       const Result r = run_config(bc, opt->steps, opt->warmup, opt->seed);
       const double mfu = r.gflops / peak.gflops;
       if (opt->json) {
