@@ -272,14 +272,8 @@ float forward(const ParamLayout& layout, const float* params, const std::int32_t
   }
   layers::layernorm_forward(w.lnf.data(), w.lnf_mean.data(), w.lnf_rstd.data(), residual,
                             params + layout.lnf_w(), params + layout.lnf_b(), N, C);
-  GemmShape head;  // logits (N,V) = lnf (N,C) @ wte^T (tied head)
-  head.trans_b = true;
-  head.m = N;
-  head.n = V;
-  head.k = C;
-  head.lda = C;
-  head.ldb = C;
-  head.ldc = V;
+  // logits (N,V) = lnf (N,C) @ wte^T (tied head)
+  const GemmShape head{.trans_b = true, .m = N, .n = V, .k = C, .lda = C, .ldb = C, .ldc = V};
   sgemm(head, w.lnf.data(), params + layout.wte(), w.logits.data());
   if (!targets) return 0.0f;
   w.ready_for_backward = true;
@@ -300,23 +294,12 @@ void backward(const ParamLayout& layout, const float* params, float* grad, float
 
   float* dlogits = w.probs.data();
   layers::crossentropy_backward(dlogits, w.probs.data(), w.targets.data(), N, V, scale / static_cast<float>(N));
-  GemmShape dx;  // dlnf (N,C) = dlogits (N,V) @ wte (V,C)
-  dx.m = N;
-  dx.n = C;
-  dx.k = V;
-  dx.lda = V;
-  dx.ldb = C;
-  dx.ldc = C;
+  // dlnf (N,C) = dlogits (N,V) @ wte (V,C)
+  const GemmShape dx{.m = N, .n = C, .k = V, .lda = V, .ldb = C, .ldc = C};
   sgemm(dx, dlogits, params + layout.wte(), w.dsmall.data());
-  GemmShape dwte;  // dwte (V,C) (+)= dlogits^T (V,N) @ lnf (N,C)
-  dwte.trans_a = true;
-  dwte.m = V;
-  dwte.n = C;
-  dwte.k = N;
-  dwte.beta = acc ? 1.0f : 0.0f;
-  dwte.lda = V;
-  dwte.ldb = C;
-  dwte.ldc = C;
+  // dwte (V,C) (+)= dlogits^T (V,N) @ lnf (N,C)
+  const GemmShape dwte{.trans_a = true, .m = V, .n = C, .k = N, .beta = acc ? 1.0f : 0.0f,
+                       .lda = V, .ldb = C, .ldc = C};
   sgemm(dwte, dlogits, w.lnf.data(), grad + layout.wte());
 
   float* dres = w.dres.data();
@@ -422,14 +405,8 @@ const float* KvCache::step(const ParamLayout& layout, const float* params, std::
   }
   layers::layernorm_forward(ln_.data(), &mean, &rstd, x_.data(), params + layout.lnf_w(), params + layout.lnf_b(), 1,
                             C);
-  GemmShape head;  // logits (1,V) = ln_f(x) @ wte^T
-  head.trans_b = true;
-  head.m = 1;
-  head.n = cfg.vocab;
-  head.k = C;
-  head.lda = C;
-  head.ldb = C;
-  head.ldc = cfg.vocab;
+  // logits (1,V) = ln_f(x) @ wte^T
+  const GemmShape head{.trans_b = true, .m = 1, .n = cfg.vocab, .k = C, .lda = C, .ldb = C, .ldc = cfg.vocab};
   sgemm(head, ln_.data(), params + layout.wte(), logits_.data());
   ++pos_;
   return logits_.data();

@@ -167,37 +167,18 @@ void matmul_forward(float* out, const float* inp, const float* weight, const flo
       std::memcpy(o, bias, sizeof(float) * static_cast<std::size_t>(OC));
     }
   }
-  GemmShape s;
-  s.m = N;
-  s.n = OC;
-  s.k = C;
-  s.beta = (bias || residual) ? 1.0f : 0.0f;
-  s.lda = C;
-  s.ldb = OC;
-  s.ldc = OC;
+  const GemmShape s{.m = N, .n = OC, .k = C, .beta = (bias || residual) ? 1.0f : 0.0f, .lda = C, .ldb = OC, .ldc = OC};
   sgemm(s, inp, weight, out);
 }
 
 void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                      const float* inp, const float* weight, int N, int C, int OC, bool accumulate) {
-  GemmShape di;  // dinp (N,C) = dout (N,OC) @ weight^T
-  di.trans_b = true;
-  di.m = N;
-  di.n = C;
-  di.k = OC;
-  di.lda = OC;
-  di.ldb = OC;
-  di.ldc = C;
+  // dinp (N,C) = dout (N,OC) @ weight^T
+  const GemmShape di{.trans_b = true, .m = N, .n = C, .k = OC, .lda = OC, .ldb = OC, .ldc = C};
   sgemm(di, dout, weight, dinp);
-  GemmShape dw;  // dweight [C,OC] (+)= inp^T (C,N) @ dout (N,OC)
-  dw.trans_a = true;
-  dw.m = C;
-  dw.n = OC;
-  dw.k = N;
-  dw.beta = accumulate ? 1.0f : 0.0f;
-  dw.lda = C;
-  dw.ldb = OC;
-  dw.ldc = OC;
+  // dweight [C,OC] (+)= inp^T (C,N) @ dout (N,OC)
+  const GemmShape dw{.trans_a = true, .m = C, .n = OC, .k = N, .beta = accumulate ? 1.0f : 0.0f,
+                     .lda = C, .ldb = OC, .ldc = OC};
   sgemm(dw, inp, dout, dweight);
   if (dbias) add_column_sums(dbias, dout, N, OC, accumulate);
 }
@@ -216,15 +197,9 @@ void attention_forward(float* out, float* att, const float* qkv, int B, int T, i
       float* o = out + static_cast<std::size_t>(b) * T * C + h * hs;
       for (int r0 = 0; r0 < T; r0 += kAttentionBlock) {
         const int r1 = std::min(r0 + kAttentionBlock, T);
-        GemmShape qk;  // scores (rows, r1) = scale * q[r0:r1] @ k[0:r1]^T
-        qk.trans_b = true;
-        qk.m = r1 - r0;
-        qk.n = r1;
-        qk.k = hs;
-        qk.alpha = scale;
-        qk.lda = ld;
-        qk.ldb = ld;
-        qk.ldc = T;
+        // scores (rows, r1) = scale * q[r0:r1] @ k[0:r1]^T
+        const GemmShape qk{.trans_b = true, .m = r1 - r0, .n = r1, .k = hs, .alpha = scale,
+                           .lda = ld, .ldb = ld, .ldc = T};
         float* rows = a + static_cast<std::size_t>(r0) * T;
         sgemm(qk, q + static_cast<std::size_t>(r0) * ld, k, rows);
         for (int t = r0; t < r1; ++t) {
@@ -234,13 +209,8 @@ void attention_forward(float* out, float* att, const float* qkv, int B, int T, i
           for (std::size_t s = 0; s < n; ++s) row[s] *= inv;
           std::fill(row + n, row + r1, 0.0f);  // masked: the product below reads them
         }
-        GemmShape av;  // out[r0:r1] (rows, hs) = att[r0:r1, 0:r1] @ v[0:r1]
-        av.m = r1 - r0;
-        av.n = hs;
-        av.k = r1;
-        av.lda = T;
-        av.ldb = ld;
-        av.ldc = C;
+        // out[r0:r1] (rows, hs) = att[r0:r1, 0:r1] @ v[0:r1]
+        const GemmShape av{.m = r1 - r0, .n = hs, .k = r1, .lda = T, .ldb = ld, .ldc = C};
         sgemm(av, rows, v, o + static_cast<std::size_t>(r0) * C);
       }
     }
@@ -266,14 +236,8 @@ void attention_backward(float* dqkv, float* scratch, const float* dout, const fl
       for (int r0 = 0; r0 < T; r0 += kAttentionBlock) {
         const int r1 = std::min(r0 + kAttentionBlock, T);
         float* rows = ds + static_cast<std::size_t>(r0) * T;
-        GemmShape datt;  // datt (rows, r1) = dout[r0:r1] @ v[0:r1]^T
-        datt.trans_b = true;
-        datt.m = r1 - r0;
-        datt.n = r1;
-        datt.k = hs;
-        datt.lda = C;
-        datt.ldb = ld;
-        datt.ldc = T;
+        // datt (rows, r1) = dout[r0:r1] @ v[0:r1]^T
+        const GemmShape datt{.trans_b = true, .m = r1 - r0, .n = r1, .k = hs, .lda = C, .ldb = ld, .ldc = T};
         sgemm(datt, d + static_cast<std::size_t>(r0) * C, v, rows);
         for (int t = r0; t < r1; ++t) {  // softmax backward, times the score scale
           float* drow = ds + static_cast<std::size_t>(t) * T;
@@ -282,27 +246,16 @@ void attention_backward(float* dqkv, float* scratch, const float* dout, const fl
           for (int s = 0; s <= t; ++s) drow[s] = p[s] * (drow[s] - pd) * scale;
           std::fill(drow + t + 1, drow + r1, 0.0f);
         }
-        GemmShape gq;  // dq[r0:r1] = dscores[r0:r1, 0:r1] @ k[0:r1]
-        gq.m = r1 - r0;
-        gq.n = hs;
-        gq.k = r1;
-        gq.lda = T;
-        gq.ldb = ld;
-        gq.ldc = ld;
+        // dq[r0:r1] = dscores[r0:r1, 0:r1] @ k[0:r1]
+        const GemmShape gq{.m = r1 - r0, .n = hs, .k = r1, .lda = T, .ldb = ld, .ldc = ld};
         sgemm(gq, rows, k, dq + static_cast<std::size_t>(r0) * ld);
       }
       // Key block [c0,c1) is reached by query rows c0..T-1 only.
       for (int c0 = 0; c0 < T; c0 += kAttentionBlock) {
         const int c1 = std::min(c0 + kAttentionBlock, T);
         const std::size_t corner = static_cast<std::size_t>(c0) * T + c0;
-        GemmShape g;  // d{k,v}[c0:c1] = (ds|att)[c0:T, c0:c1]^T @ (q|dout)[c0:T]
-        g.trans_a = true;
-        g.m = c1 - c0;
-        g.n = hs;
-        g.k = T - c0;
-        g.lda = T;
-        g.ldc = ld;
-        g.ldb = ld;
+        // d{k,v}[c0:c1] = (ds|att)[c0:T, c0:c1]^T @ (q|dout)[c0:T]
+        GemmShape g{.trans_a = true, .m = c1 - c0, .n = hs, .k = T - c0, .lda = T, .ldb = ld, .ldc = ld};
         sgemm(g, ds + corner, q + static_cast<std::size_t>(c0) * ld, dk + static_cast<std::size_t>(c0) * ld);
         g.ldb = C;
         sgemm(g, a + corner, d + static_cast<std::size_t>(c0) * C, dv + static_cast<std::size_t>(c0) * ld);
