@@ -8,6 +8,7 @@ packages=(
   g++ cmake ninja-build pkg-config
   libhwy-dev           # SIMD dispatch (Highway)
   libdnnl-dev          # sgemm (oneDNN)
+  ocl-icd-opencl-dev   # oneDNN's CMake config requires OpenCL (a Recommends, skipped by --no-install-recommends)
   libopenblas-dev      # sgemm fallback / comparison
   libcli11-dev         # command line parsing
   nlohmann-json3-dev   # JSON (safetensors headers, metrics)

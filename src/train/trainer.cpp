@@ -194,6 +194,7 @@ TrainSummary run_training(const TrainOptions& opt) {
     spikes.restore(window);
   }
 
+  const StopSignal stop_signal;  // before the pool: its workers must inherit the blocked signals
   parallel::GradientPipeline pipeline(layout.total(), {.threads = threads, .deterministic = opt.deterministic});
   dist::DataParallelStep data_parallel(group, pipeline, K);
   std::vector<std::unique_ptr<WorkerState>> workers(threads);
@@ -247,7 +248,6 @@ TrainSummary run_training(const TrainOptions& opt) {
     return sum / static_cast<double>(n);
   };
 
-  StopSignal stop_signal;
   summary.first_step = step;
   std::size_t bad_in_a_row = 0;
   std::size_t current_step = step;  // captured by the work function
