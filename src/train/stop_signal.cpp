@@ -11,17 +11,21 @@
 namespace cllm::train {
 namespace {
 
-volatile std::sig_atomic_t g_signal = 0;
+// Set by the handler, which may run on any thread that leaves the signals
+// unblocked (the watcher, or a library's own thread such as OpenBLAS's), and
+// read by the trainer: a lock-free atomic, which is async-signal-safe.
+std::atomic<int> g_signal{0};
+static_assert(std::atomic<int>::is_always_lock_free);
 struct sigaction g_old_int{}, g_old_term{};
 std::atomic<bool> g_watching{false};
 
 extern "C" void on_stop_signal(int sig) {
-  if (g_signal != 0) {
+  if (g_signal.load() != 0) {
     static const char msg[] = "\ncllm: second signal, exiting now without saving\n";
     (void)!write(STDERR_FILENO, msg, sizeof msg - 1);
     _exit(128 + sig);
   }
-  g_signal = sig;
+  g_signal.store(sig);
   static const char msg[] = "\ncllm: stopping after this step (saving a checkpoint); signal again to exit now\n";
   (void)!write(STDERR_FILENO, msg, sizeof msg - 1);
 }
@@ -45,7 +49,7 @@ void watch() {
 }  // namespace
 
 StopSignal::StopSignal() {
-  g_signal = 0;
+  g_signal.store(0);
   struct sigaction sa{};
   sa.sa_handler = on_stop_signal;
   sigemptyset(&sa.sa_mask);
@@ -69,7 +73,7 @@ StopSignal::~StopSignal() {
   pthread_sigmask(SIG_SETMASK, &old_mask_, nullptr);
 }
 
-bool StopSignal::requested() const { return g_signal != 0; }
-int StopSignal::signal_number() const { return g_signal; }
+bool StopSignal::requested() const { return g_signal.load() != 0; }
+int StopSignal::signal_number() const { return g_signal.load(); }
 
 }  // namespace cllm::train
