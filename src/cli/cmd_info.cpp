@@ -6,11 +6,12 @@
 
 #include "cli/commands.h"
 #include "kernels/kernels.h"
+#include "kernels/sgemm.h"
 
 namespace cllm::cli {
 
 void add_info_command(CLI::App& app) {
-  CLI::App* cmd = app.add_subcommand("info", "Print CPU features, compiled SIMD targets and the one chosen");
+  CLI::App* cmd = app.add_subcommand("info", "Print CPU features, SIMD targets and sgemm backends, and the ones chosen");
   cmd->callback([] {
     namespace k = cllm::kernels;
     std::printf("cllm 0.1.0\n");
@@ -24,6 +25,14 @@ void add_info_command(CLI::App& app) {
     const char* env = std::getenv("CLLM_SIMD");
     std::printf("CLLM_SIMD        : %s\n", env ? env : "(unset, auto)");
     std::printf("chosen target    : %s\n", std::string(k::target_name(k::active().target)).c_str());
+    std::string backends;
+    for (k::GemmBackend b : k::available_gemm_backends()) backends += std::string(k::gemm_backend_name(b)) + " ";
+    std::printf("sgemm backends   : %s\n", backends.c_str());
+    const char* gemm_env = std::getenv("CLLM_GEMM");
+    std::printf("CLLM_GEMM        : %s\n", gemm_env ? gemm_env : "(unset, auto)");
+    const k::GemmBackend gemm = k::gemm_backend();
+    std::printf("chosen sgemm     : %s (%s)\n", std::string(k::gemm_backend_name(gemm)).c_str(),
+                k::gemm_backend_description(gemm).c_str());
   });
 }
 

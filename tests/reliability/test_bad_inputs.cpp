@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
 #include <functional>
 #include <string>
 #include <vector>
@@ -265,6 +266,28 @@ std::string case_name(const ::testing::TestParamInfo<BadInput>& info) {
 INSTANTIATE_TEST_SUITE_P(Table, BadInputTest, ::testing::ValuesIn(bad_inputs()), case_name);
 
 TEST(BadInputTable, HasAtLeast25Cases) { EXPECT_GE(bad_inputs().size(), 25u); }
+
+}  // namespace
+}  // namespace cllm::reliability
+
+namespace cllm::reliability {
+namespace {
+
+// `cllm info` names what a run would use, and a forced backend the build
+// lacks or does not know is one clear error.
+TEST(CllmInfo, NamesTheChosenSimdTargetAndSgemmBackend) {
+  const RunResult r = run_cllm({"info"}, [] { ::setenv("CLLM_GEMM", "naive", 1); });
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("chosen target    : "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("CLLM_GEMM        : naive"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("chosen sgemm     : naive"), std::string::npos) << r.output;
+}
+
+TEST(CllmInfo, UnknownSgemmBackendIsAClearError) {
+  const RunResult r = run_cllm({"info"}, [] { ::setenv("CLLM_GEMM", "bogus", 1); });
+  EXPECT_TRUE(clean_failure(r)) << describe(r) << "\n" << r.output;
+  EXPECT_NE(r.output.find("CLLM_GEMM='bogus' is not a sgemm backend"), std::string::npos) << r.output;
+}
 
 }  // namespace
 }  // namespace cllm::reliability
