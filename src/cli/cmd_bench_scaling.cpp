@@ -110,7 +110,7 @@ std::vector<std::int32_t> generated_corpus(std::size_t n, std::uint64_t seed) {
 // What a child measures over the timed steps (sums; the parent averages).
 struct Measurement {
   std::string design;
-  std::size_t threads = 0, steps = 0, tokens_per_step = 0;
+  std::size_t threads = 0, lanes = 0, steps = 0, tokens_per_step = 0;  // lanes: workers that compute
   double step_s = 0, phase_s = 0, accumulate_s = 0, exposed_s = 0, optimizer_s = 0;
   double busy_thread_s = 0, idle_thread_s = 0;  // within the compute + reduce phase
   double cpu_s = 0, peak_rss_mib = 0, final_loss = 0;
@@ -118,7 +118,7 @@ struct Measurement {
 };
 
 nlohmann::json to_json(const Measurement& m) {
-  return {{"design", m.design}, {"threads", m.threads}, {"steps", m.steps}, {"tokens_per_step", m.tokens_per_step},
+  return {{"design", m.design}, {"threads", m.threads}, {"lanes", m.lanes}, {"steps", m.steps}, {"tokens_per_step", m.tokens_per_step},
           {"step_s", m.step_s}, {"phase_s", m.phase_s}, {"accumulate_s", m.accumulate_s}, {"exposed_s", m.exposed_s},
           {"optimizer_s", m.optimizer_s}, {"busy_thread_s", m.busy_thread_s}, {"idle_thread_s", m.idle_thread_s},
           {"cpu_s", m.cpu_s}, {"peak_rss_mib", m.peak_rss_mib}, {"final_loss", m.final_loss},
@@ -128,7 +128,7 @@ nlohmann::json to_json(const Measurement& m) {
 Measurement from_json(const nlohmann::json& j) {
   Measurement m;
   m.design = j.at("design");
-  m.threads = j.at("threads"), m.steps = j.at("steps"), m.tokens_per_step = j.at("tokens_per_step");
+  m.threads = j.at("threads"), m.lanes = j.at("lanes"), m.steps = j.at("steps"), m.tokens_per_step = j.at("tokens_per_step");
   m.step_s = j.at("step_s"), m.phase_s = j.at("phase_s"), m.accumulate_s = j.at("accumulate_s");
   m.exposed_s = j.at("exposed_s"), m.optimizer_s = j.at("optimizer_s");
   m.busy_thread_s = j.at("busy_thread_s"), m.idle_thread_s = j.at("idle_thread_s");
@@ -159,7 +159,10 @@ Measurement run_one(const Options& o, const std::string& design, std::size_t thr
     model::Workspace ws;
     std::vector<std::int32_t> inputs, targets;
   };
-  std::vector<std::unique_ptr<WorkerState>> workers(threads);
+  // The pipeline computes on at most one lane per core, as cllm train does;
+  // the baseline runs a thread per micro-batch, all of them at once.
+  const std::size_t lanes = design == "pipeline" ? std::min(threads, parallel::available_cores()) : threads;
+  std::vector<std::unique_ptr<WorkerState>> workers(lanes);
   std::size_t step = 0;
   // Sequence i of the run starts at a scattered offset of the corpus.
   const auto work = [&](std::size_t w, std::size_t k, float* grad, bool first) -> double {
@@ -178,12 +181,13 @@ Measurement run_one(const Options& o, const std::string& design, std::size_t thr
   Measurement m;
   m.design = design;
   m.threads = threads;
+  m.lanes = lanes;
   m.tokens_per_step = K * static_cast<std::size_t>(B) * static_cast<std::size_t>(T);
   double cpu_start = 0;
   const auto total_steps = static_cast<std::size_t>(o.warmup + o.steps);
   if (design == "pipeline") {
-    parallel::GradientPipeline pipeline(n, {.threads = threads});
-    pipeline.for_each_worker([&](std::size_t w) { workers[w] = std::make_unique<WorkerState>(nc.config, B, T); });
+    parallel::GradientPipeline pipeline(n, {.threads = threads, .lanes = lanes});
+    pipeline.for_each_lane([&](std::size_t w) { workers[w] = std::make_unique<WorkerState>(nc.config, B, T); });
     for (; step < total_steps; ++step) {
       if (step == static_cast<std::size_t>(o.warmup)) cpu_start = train::process_usage().cpu_seconds;
       const parallel::StepStats st = pipeline.step(K, work, params.data(), adamw, kLr, kClip);
@@ -191,9 +195,9 @@ Measurement run_one(const Options& o, const std::string& design, std::size_t thr
       if (step < static_cast<std::size_t>(o.warmup)) continue;
       m.step_s += st.seconds, m.phase_s += st.reduce_phase_seconds, m.accumulate_s += st.accumulate_seconds;
       m.exposed_s += st.exposed_accumulate_seconds, m.optimizer_s += st.optimizer_seconds;
-      for (std::size_t w = 0; w < threads; ++w) {
-        m.idle_thread_s += st.idle_seconds[w];
-        m.busy_thread_s += st.reduce_phase_seconds - st.idle_seconds[w];
+      for (const double idle : st.idle_seconds) {
+        m.idle_thread_s += idle;
+        m.busy_thread_s += st.reduce_phase_seconds - idle;
       }
       m.blocking_locks += st.blocking_locks;
     }
@@ -319,6 +323,7 @@ nlohmann::json row_json(const Row& r, const Options& o, const std::string& comma
           {"config", o.config},
           {"design", r.m.design},
           {"threads", r.m.threads},
+          {"lanes", r.m.lanes},
           {"oversubscribed", r.oversubscribed},
           {"steps", r.m.steps},
           {"tokens_per_step", r.m.tokens_per_step},
@@ -343,14 +348,14 @@ nlohmann::json row_json(const Row& r, const Options& o, const std::string& comma
 }
 
 void print_header() {
-  std::printf("%-8s %7s %10s %7s %5s %9s %9s %9s %14s %8s %6s %8s %5s %8s %7s\n", "design", "threads", "tokens/s",
+  std::printf("%-8s %7s %5s %10s %7s %5s %9s %9s %9s %14s %8s %6s %8s %5s %8s %7s\n", "design", "threads", "lanes", "tokens/s",
               "speedup", "eff", "epoch s", "step ms", "accum ms", "exposed ms (%)", "optim ms", "idle%", "locks/st",
               "cpu%", "RSS MiB", "loss");
 }
 
 void print_row(const Row& r) {
-  std::printf("%-8s %5zu%-2s %10.0f %6.2fx %4.0f%% %9.1f %9.1f %9.2f %7.2f (%4.1f) %8.2f %6.1f %8.0f %5.0f %8.1f %7.4f\n",
-              r.m.design.c_str(), r.m.threads, r.oversubscribed ? " *" : "", r.tokens_per_s, r.speedup,
+  std::printf("%-8s %5zu%-2s %5zu %10.0f %6.2fx %4.0f%% %9.1f %9.1f %9.2f %7.2f (%4.1f) %8.2f %6.1f %8.0f %5.0f %8.1f %7.4f\n",
+              r.m.design.c_str(), r.m.threads, r.oversubscribed ? " *" : "", r.m.lanes, r.tokens_per_s, r.speedup,
               100.0 * r.efficiency, r.epoch_s, r.step_ms, r.accumulate_ms, r.exposed_ms, r.exposed_pct, r.optimizer_ms,
               r.idle_pct, r.locks_per_step, r.cpu_util_pct, r.m.peak_rss_mib, r.m.final_loss);
   std::fflush(stdout);
@@ -407,7 +412,7 @@ void run_sweep(const Options& o) {
                 "tokens = %d tokens, whatever the thread count\n",
                 o.config.c_str(), nc.config.layers, nc.config.dim, nc.config.heads, nc.config.context, nc.config.vocab,
                 o.accum, o.batch, nc.config.context, o.accum * o.batch * nc.config.context);
-    std::printf("%u hardware threads (* = oversubscribed); each row is a fresh process: %d warm-up + %d timed steps; SIMD "
+    std::printf("%u hardware threads (* = oversubscribed; lanes = threads that compute); each row is a fresh process: %d warm-up + %d timed steps; SIMD "
                 "%s\n",
                 cores, o.warmup, o.steps, std::string(kernels::target_name(kernels::active().target)).c_str());
     std::printf("speedup/efficiency: against the pipeline at %zu threads; epoch = %.0f tokens; accum ms = thread-time "

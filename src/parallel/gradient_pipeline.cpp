@@ -25,19 +25,36 @@ struct alignas(kCacheLine) WorkerRecord {
   std::exception_ptr error;
 };
 
+
+std::size_t effective_lanes(const PipelineOptions& o) {
+  if (o.lanes > o.threads) {
+    throw std::invalid_argument("gradient pipeline: " + std::to_string(o.lanes) + " compute lanes for " +
+                                std::to_string(o.threads) + " threads (lanes must be at most threads)");
+  }
+  const bool fixed = o.deterministic || o.static_assignment;
+  return o.lanes == 0 || fixed ? o.threads : o.lanes;
+}
+
 }  // namespace
 
 GradientPipeline::GradientPipeline(std::size_t n_params, PipelineOptions options)
     : n_params_(n_params),
       options_(options),
+      lanes_(effective_lanes(options)),
       pool_(options.threads),
-      accumulator_(n_params, options.threads, options.segment_floats) {}
+      accumulator_(n_params, lanes_, options.segment_floats) {}
+
+void GradientPipeline::for_each_lane(const std::function<void(std::size_t)>& fn) {
+  pool_.run([&](std::size_t w) {
+    if (w < lanes_) fn(w);
+  });
+}
 
 void GradientPipeline::for_each_segment(
     const std::function<void(std::size_t, std::size_t, std::size_t)>& fn) {
   alignas(kCacheLine) std::atomic<std::size_t> next{0};
   const std::size_t n = accumulator_.segments();
-  pool_.run([&](std::size_t) {
+  for_each_lane([&](std::size_t) {
     for (std::size_t j; (j = next.fetch_add(1, std::memory_order_relaxed)) < n;) {
       fn(j, accumulator_.segment_begin(j), accumulator_.segment_end(j));
     }
@@ -51,20 +68,25 @@ StepStats GradientPipeline::step(std::size_t K, const MicroBatchFn& work, float*
     throw std::invalid_argument("gradient pipeline: optimizer has " + std::to_string(opt.size()) +
                                 " parameters, expected " + std::to_string(n_params_));
   }
-  const std::size_t n = pool_.threads();
+  const std::size_t n = lanes_;
   const auto t_start = Clock::now();
   queue_.reset(K, n, options_.deterministic || options_.static_assignment ? Assignment::fixed : Assignment::dynamic);
   accumulator_.begin_step(options_.deterministic);
   std::vector<double> losses(K, 0.0);
   std::vector<WorkerRecord> records(n);
+  // With every thread a lane, worker w is lane w (fixed assignment relies on
+  // it); otherwise the first workers to arrive take the lanes.
+  alignas(kCacheLine) std::atomic<std::size_t> next_lane{0};
 
   pool_.run([&](std::size_t w) {
-    WorkerRecord& r = records[w];
-    float* grad = accumulator_.buffer(w);
+    const std::size_t lane = n == pool_.threads() ? w : next_lane.fetch_add(1, std::memory_order_relaxed);
+    if (lane >= n) return;  // more threads than lanes: this one sits the step out
+    WorkerRecord& r = records[lane];
+    float* grad = accumulator_.buffer(lane);
     try {
-      for (std::size_t k; (k = queue_.next(w, r.micro_batches)) != BatchQueue::kNone;) {
+      for (std::size_t k; (k = queue_.next(lane, r.micro_batches)) != BatchQueue::kNone;) {
         const auto t0 = Clock::now();
-        losses[k] = work(w, k, grad, r.micro_batches == 0);
+        losses[k] = work(lane, k, grad, r.micro_batches == 0);
         r.compute_seconds += seconds_between(t0, Clock::now());
         ++r.micro_batches;
       }
@@ -74,8 +96,8 @@ StepStats GradientPipeline::step(std::size_t K, const MicroBatchFn& work, float*
     }
     r.compute_end = Clock::now();
     // A failed worker still publishes (as empty) so the others finish.
-    accumulator_.publish(w, r.micro_batches > 0 && !r.error);
-    r.reduce = accumulator_.reduce(w);
+    accumulator_.publish(lane, r.micro_batches > 0 && !r.error);
+    r.reduce = accumulator_.reduce(lane);
   });
   const auto t_reduced = Clock::now();
   for (const auto& r : records) {

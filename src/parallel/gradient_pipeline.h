@@ -21,8 +21,8 @@
 
 namespace cllm::parallel {
 
-// Runs micro-batch `micro_batch` on worker `worker` (stable index in
-// [0, threads)) and puts its gradient into grad (n_params floats): when
+// Runs micro-batch `micro_batch` on lane `worker` (index in [0, lanes()),
+// one thread at a time per lane) and puts its gradient into grad (n_params floats): when
 // `first` is true the buffer holds garbage from an earlier step and the
 // function must overwrite it (or zero it first); otherwise it must add to it.
 // Returns the micro-batch's loss. May throw: the step then rethrows it and
@@ -38,6 +38,15 @@ inline constexpr std::size_t kDefaultSegmentFloats = std::size_t{1} << 15;  // 1
 
 struct PipelineOptions {
   std::size_t threads = 1;
+  // Compute lanes: how many workers compute a step, each with its own
+  // gradient buffer (the work function's `worker` index is the lane).
+  // 0 = all threads. With fewer lanes than threads (the trainer sets lanes to
+  // the cores it may use), the first `lanes` workers to start a step take
+  // its micro-batches from the dynamic queue and the others sit it out, so
+  // more threads than cores cost no extra buffers, workspaces or cache.
+  // Deterministic and static modes use every thread (a fixed assignment
+  // needs them all).
+  std::size_t lanes = 0;
   // Static assignment (micro-batch i on worker i mod N) and buffers summed in
   // worker order: bitwise identical results run to run.
   bool deterministic = false;
@@ -62,7 +71,7 @@ struct StepStats {
   double exposed_accumulate_seconds = 0.0;
   // Hook (if any) + norm + AdamW (wall).
   double optimizer_seconds = 0.0;
-  // Per worker, within the compute + reduce phase: time in the work function,
+  // Per lane, within the compute + reduce phase: time in the work function,
   // and time neither computing nor adding (waiting, sleeping, scanning).
   std::vector<double> compute_seconds;
   std::vector<double> idle_seconds;
@@ -74,9 +83,9 @@ struct StepStats {
 
 class GradientPipeline {
  public:
-  // Creates the worker pool and n_params-float buffers per worker once.
-  // Throws std::invalid_argument for threads outside [1, 256], n_params 0 or
-  // segment_floats 0.
+  // Creates the worker pool and n_params-float buffers per lane once.
+  // Throws std::invalid_argument for threads outside [1, 256], lanes above
+  // threads, n_params 0 or segment_floats 0.
   GradientPipeline(std::size_t n_params, PipelineOptions options);
 
   // One optimizer step: runs micro-batches 0..K-1 (K >= 1), reduces their
@@ -95,11 +104,15 @@ class GradientPipeline {
   // Runs fn(w) on every worker w at once (w = 0 on the calling thread), e.g.
   // to build per-worker state on the thread that will use it.
   void for_each_worker(const std::function<void(std::size_t worker)>& fn) { pool_.run(fn); }
+  // Runs fn(lane) for every lane at once, each on its own worker: to build
+  // per-lane state (workspaces) or to run other work spread like a step.
+  void for_each_lane(const std::function<void(std::size_t lane)>& fn);
 
   // The reduced gradient of the last step (before clipping).
   const float* gradient() const { return accumulator_.gradient(); }
   std::size_t size() const { return n_params_; }
   std::size_t threads() const { return pool_.threads(); }
+  std::size_t lanes() const { return lanes_; }
   const PipelineOptions& options() const { return options_; }
 
  private:
@@ -108,6 +121,7 @@ class GradientPipeline {
 
   std::size_t n_params_;
   PipelineOptions options_;
+  std::size_t lanes_;
   WorkerPool pool_;
   BatchQueue queue_;
   GradientAccumulator accumulator_;

@@ -1,5 +1,8 @@
 #include "parallel/worker_pool.h"
 
+#include <sched.h>
+
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 
@@ -31,13 +34,18 @@ T wait_change(const std::atomic<T>& value, T old, std::size_t spins) {
 
 }  // namespace
 
+std::size_t available_cores() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
 WorkerPool::WorkerPool(std::size_t threads) : n_threads_(threads) {
   if (threads == 0 || threads > kMaxThreads) {
     throw std::invalid_argument("threads must be between 1 and " + std::to_string(kMaxThreads) + ", got " +
                                 std::to_string(threads));
   }
-  const std::size_t cores = std::thread::hardware_concurrency();
-  spin_iterations_ = (cores == 0 || threads <= cores) ? kSpinIterations : 0;
+  spin_iterations_ = threads <= available_cores() ? kSpinIterations : 0;
   errors_.resize(threads);
   threads_.reserve(threads - 1);
   for (std::size_t w = 1; w < threads; ++w) threads_.emplace_back([this, w] { worker_main(w); });

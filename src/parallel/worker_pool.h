@@ -19,6 +19,10 @@ namespace cllm::parallel {
 // Keeps a hot shared atomic on its own cache line.
 inline constexpr std::size_t kCacheLine = 64;
 
+// Cores this process may run on (its CPU affinity mask, so taskset and
+// cgroup cpusets count), at least 1.
+std::size_t available_cores();
+
 class WorkerPool {
  public:
   static constexpr std::size_t kMaxThreads = 256;

@@ -195,18 +195,22 @@ TrainSummary run_training(const TrainOptions& opt) {
   }
 
   const StopSignal stop_signal;  // before the pool: its workers must inherit the blocked signals
-  parallel::GradientPipeline pipeline(layout.total(), {.threads = threads, .deterministic = opt.deterministic});
+  // Threads beyond the cores this process may use get no compute lane (see
+  // PipelineOptions::lanes): oversubscription then costs no buffers or cache.
+  const std::size_t cores = std::min(threads, parallel::available_cores());
+  parallel::GradientPipeline pipeline(layout.total(),
+                                      {.threads = threads, .lanes = cores, .deterministic = opt.deterministic});
+  const std::size_t lanes = pipeline.lanes();
   dist::DataParallelStep data_parallel(group, pipeline, K);
-  std::vector<std::unique_ptr<WorkerState>> workers(threads);
-  pipeline.for_each_worker([&](std::size_t w) { workers[w] = std::make_unique<WorkerState>(config, opt.batch, seq); });
+  std::vector<std::unique_ptr<WorkerState>> workers(lanes);  // one workspace per lane
+  pipeline.for_each_lane([&](std::size_t w) { workers[w] = std::make_unique<WorkerState>(config, opt.batch, seq); });
 
   MetricsLog metrics(root ? opt.out / "metrics.jsonl" : fs::path("/dev/null"));  // rank 0 logs
   const double flops_tok = flops_per_token(layout, seq);
   // MFU's denominator: the measured FMA peak of the cores the workers can use.
   double peak_gflops = 0.0;
   try {
-    peak_gflops = kernels::measure_fma_peak().gflops *
-                  static_cast<double>(std::min<std::size_t>(threads, std::max(1u, std::thread::hardware_concurrency())));
+    peak_gflops = kernels::measure_fma_peak().gflops * static_cast<double>(cores);
   } catch (const std::exception&) {  // no AVX2/AVX-512: MFU is reported as 0
   }
   const auto mfu = [&](double tokens_per_s) {
@@ -220,8 +224,10 @@ TrainSummary run_training(const TrainOptions& opt) {
              dataset.skipped.empty() ? "" : fmt::format(" ({} non-text files skipped)", dataset.skipped.size()));
   fmt::print("  batch: {} micro-batches x {} seqs x {} tokens = {} tokens/step; {} steps/epoch; {} steps\n", K, B, seq,
              tokens_per_step, steps_per_epoch, total_steps);
-  fmt::print("  threads {} ({}), lr {:g} -> {:g} {} warmup {}, wd {:g}, betas {:g}/{:g}, clip {:g}, seed {}, out {}\n",
-             threads, opt.deterministic ? "deterministic" : "dynamic queue", opt.lr, opt.min_lr,
+  fmt::print("  threads {} ({}{}), lr {:g} -> {:g} {} warmup {}, wd {:g}, betas {:g}/{:g}, clip {:g}, seed {}, out {}\n",
+             threads, opt.deterministic ? "deterministic" : "dynamic queue",
+             lanes < threads ? fmt::format(", {} compute lanes: more threads than the {} cores", lanes, cores) : "",
+             opt.lr, opt.min_lr,
              optim::lr_schedule_name(opt.schedule), opt.warmup, opt.weight_decay, opt.beta1, opt.beta2, opt.clip,
              opt.seed, opt.out.string());
   if (group.size() > 1)
@@ -234,7 +240,7 @@ TrainSummary run_training(const TrainOptions& opt) {
     const std::size_t n = std::min<std::size_t>(opt.eval_batches, std::max<std::uint64_t>(1, val_sampler->sequences_per_epoch() / B));
     std::vector<double> losses(n);
     std::atomic<std::size_t> next{0};
-    pipeline.for_each_worker([&](std::size_t w) {
+    pipeline.for_each_lane([&](std::size_t w) {
       WorkerState& s = *workers[w];
       for (std::size_t b = next.fetch_add(1); b < n; b = next.fetch_add(1)) {
         for (std::size_t r = 0; r < B; ++r)
@@ -323,7 +329,7 @@ TrainSummary run_training(const TrainOptions& opt) {
     sum_allreduce_s += data_parallel.allreduce_seconds();
     sum_hidden_allreduce_s += data_parallel.hidden_allreduce_seconds();
     sum_idle_s += idle_s;
-    sum_phase_thread_s += st.reduce_phase_seconds * static_cast<double>(threads);
+    sum_phase_thread_s += st.reduce_phase_seconds * static_cast<double>(lanes);
     locks += st.blocking_locks;
     ++counted_steps;
     summary.final_loss = st.loss_sum;
@@ -341,7 +347,7 @@ TrainSummary run_training(const TrainOptions& opt) {
                    {"optimizer_ms", st.optimizer_seconds * 1e3},
                    {"allreduce_ms", data_parallel.allreduce_seconds() * 1e3},
                    {"hidden_allreduce_ms", data_parallel.hidden_allreduce_seconds() * 1e3},
-                   {"idle_pct", 100.0 * idle_s / std::max(1e-12, st.reduce_phase_seconds * static_cast<double>(threads))},
+                   {"idle_pct", 100.0 * idle_s / std::max(1e-12, st.reduce_phase_seconds * static_cast<double>(lanes))},
                    {"blocking_locks", st.blocking_locks},
                    {"skipped", !st.finite || st.rejected},
                    {"skip_reason", !st.finite ? nlohmann::json("non-finite") : st.rejected ? nlohmann::json("loss spike") : nlohmann::json(nullptr)}});
@@ -413,7 +419,7 @@ TrainSummary run_training(const TrainOptions& opt) {
   if (counted_steps > 0) {
     const double n = static_cast<double>(counted_steps);
     summary.tokens_per_second = static_cast<double>(tokens_per_step) * n / sum_step_s;
-    const double cpu_util = sum_cpu_s / sum_step_s / static_cast<double>(threads);
+    const double cpu_util = sum_cpu_s / sum_step_s / static_cast<double>(cores);
     fmt::print("\n== summary ({} steps in {:.1f} s, {} threads) ==\n", counted_steps, wall, threads);
     fmt::print("  time per epoch           {:10.2f} s ({} steps)\n", sum_step_s / n * static_cast<double>(steps_per_epoch), steps_per_epoch);
     fmt::print("  tokens/s                 {:10.0f}\n", summary.tokens_per_second);
@@ -428,7 +434,7 @@ TrainSummary run_training(const TrainOptions& opt) {
                  sum_allreduce_s / n * 1e3, sum_hidden_allreduce_s / n * 1e3);
     fmt::print("  idle                     {:10.2f} %\n", 100.0 * sum_idle_s / std::max(1e-12, sum_phase_thread_s));
     fmt::print("  blocking lock operations {:10} total\n", locks);
-    fmt::print("  CPU utilisation (steps)  {:10.1f} %\n", 100.0 * cpu_util);
+    fmt::print("  CPU utilisation (steps)  {:10.1f} % (of {} cores)\n", 100.0 * cpu_util, cores);
     fmt::print("  peak RSS                 {:10.1f} MiB\n", process_usage().peak_rss_mib);
     fmt::print("  final loss               {:10.4f}\n", summary.final_loss);
   }

@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -82,13 +83,15 @@ TEST_F(BenchTest, ScalingSmokeRunPrintsOneJsonRowPerRunAndAParsableSvg) {
   for (std::size_t i = 0; i < rows.size(); ++i) {
     const auto& row = rows[i];
     for (const char* field :
-         {"command", "config", "design", "threads", "oversubscribed", "tokens_per_s", "speedup", "efficiency", "epoch_s",
+         {"command", "config", "design", "threads", "lanes", "oversubscribed", "tokens_per_s", "speedup", "efficiency", "epoch_s",
           "step_ms", "compute_ms", "idle_ms", "accumulate_thread_ms", "exposed_accumulate_ms", "exposed_accumulate_pct",
           "optimizer_ms", "idle_pct", "blocking_locks_per_step", "threads_created_per_step", "cpu_util_pct",
           "peak_rss_mib", "final_loss", "tokens_per_step"})
       EXPECT_TRUE(row.contains(field)) << field << " missing in " << row.dump();
     EXPECT_EQ(row["design"], i < 3 ? "pipeline" : "baseline");
     EXPECT_EQ(row["threads"], expected_threads[i]);
+    // The pipeline computes on one lane per core at most; the baseline runs every thread.
+    EXPECT_EQ(row["lanes"], i < 3 ? std::min<std::size_t>(expected_threads[i], cores) : expected_threads[i]);
     EXPECT_EQ(row["config"], "tiny");
     EXPECT_EQ(row["tokens_per_step"], 8 * 64);
     EXPECT_EQ(row["oversubscribed"], expected_threads[i] > cores);

@@ -2,6 +2,7 @@
 // awkward sizes, agreement with a sequential reference, bitwise determinism,
 // fairness of the queue, oversubscription, clipping, non-finite gradients,
 // the gradient hook, errors, and the baseline.
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -274,6 +275,62 @@ TEST(GradientPipeline, ForEachWorkerUsesStableIndices) {
   pipeline.for_each_worker([&](std::size_t w) { first[w] = std::this_thread::get_id(); });
   pipeline.for_each_worker([&](std::size_t w) { second[w] = std::this_thread::get_id(); });
   EXPECT_EQ(first, second);
+}
+
+// More threads than compute lanes (the trainer's setting when threads exceed
+// the cores): exact sums, lane indices below lanes(), one thread per lane at a
+// time, and per-lane statistics.
+TEST(GradientPipeline, FewerLanesThanThreadsKeepsExactSumsAndOneThreadPerLane) {
+  for (std::size_t threads : {2u, 8u, 64u}) {
+    for (std::size_t lanes : {1u, 2u, 3u}) {
+      if (lanes > threads) continue;
+      const std::size_t n = 1021;
+      GradientPipeline pipeline(n, {.threads = threads, .lanes = lanes, .segment_floats = 16});
+      ASSERT_EQ(pipeline.lanes(), lanes);
+      Fixture f(n);
+      std::vector<std::atomic<int>> in_lane(lanes);
+      std::atomic<bool> bad_lane{false}, shared_lane{false};
+      const MicroBatchFn inner = write_values(n, integer_value);
+      const MicroBatchFn work = [&](std::size_t lane, std::size_t k, float* grad, bool first) {
+        if (lane >= lanes) {
+          bad_lane = true;
+          return 0.0;
+        }
+        if (in_lane[lane].fetch_add(1) != 0) shared_lane = true;
+        const double loss = inner(lane, k, grad, first);
+        in_lane[lane].fetch_sub(1);
+        return loss;
+      };
+      for (std::size_t K : {std::size_t{1}, lanes + 1, 2 * threads + 1}) {
+        const StepStats stats = pipeline.step(K, work, f.params.data(), f.opt, 0.0, 0.0f);
+        const float k_sum = static_cast<float>(K * (K + 1) / 2);
+        for (std::size_t i = 0; i < n; ++i)
+          ASSERT_EQ(pipeline.gradient()[i], k_sum * static_cast<float>(i % 5 + 1))
+              << "threads " << threads << " lanes " << lanes << " K " << K << " i " << i;
+        ASSERT_EQ(stats.micro_batches_per_worker.size(), lanes);
+        ASSERT_EQ(stats.idle_seconds.size(), lanes);
+        ASSERT_EQ(std::accumulate(stats.micro_batches_per_worker.begin(), stats.micro_batches_per_worker.end(),
+                                  std::size_t{0}),
+                  K);
+      }
+      EXPECT_FALSE(bad_lane) << "a lane index >= lanes()";
+      EXPECT_FALSE(shared_lane) << "two threads in one lane at once";
+    }
+  }
+}
+
+TEST(GradientPipeline, LanesAreCheckedAndFixedModesUseEveryThread) {
+  EXPECT_THROW(GradientPipeline(10, {.threads = 2, .lanes = 3}), std::invalid_argument);
+  EXPECT_EQ(GradientPipeline(10, {.threads = 4}).lanes(), 4u);
+  EXPECT_EQ(GradientPipeline(10, {.threads = 4, .lanes = 2}).lanes(), 2u);
+  EXPECT_EQ(GradientPipeline(10, {.threads = 4, .lanes = 2, .deterministic = true}).lanes(), 4u);
+  EXPECT_EQ(GradientPipeline(10, {.threads = 4, .lanes = 2, .static_assignment = true}).lanes(), 4u);
+  GradientPipeline pipeline(10, {.threads = 6, .lanes = 2});
+  std::vector<std::atomic<int>> calls(6);
+  pipeline.for_each_lane([&](std::size_t lane) { ++calls[lane]; });
+  EXPECT_EQ(calls[0], 1);
+  EXPECT_EQ(calls[1], 1);
+  for (std::size_t w = 2; w < 6; ++w) EXPECT_EQ(calls[w], 0) << w;
 }
 
 TEST(Baseline, SumsEveryMicroBatchUnderTheMutex) {
