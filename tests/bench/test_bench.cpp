@@ -1,4 +1,4 @@
-// cllm bench scaling and cllm plot, driven through the binary: output
+// cllm bench kernels, bench scaling and plot, driven through the binary: output
 // well-formed (JSON Lines with the documented fields, SVG that parses as
 // XML), measurements consistent with the designs, clear errors on bad input.
 #include <sys/wait.h>
@@ -9,6 +9,8 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <map>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -16,6 +18,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "kernels/kernels.h"
 #include "report/svg_plot.h"
 
 namespace {
@@ -68,6 +71,42 @@ class BenchTest : public ::testing::Test {
 
   fs::path dir_;
 };
+
+TEST_F(BenchTest, KernelsJsonHasEveryKernelPerTargetAgainstTheSameRunsMemcpy) {
+  const Result r = cllm("bench kernels --quick --json --targets scalar,best");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::map<std::uint64_t, double> memcpy_by_buffer;  // the reference of each buffer size
+  std::set<std::pair<std::string, std::string>> measured;  // (kernel, target)
+  std::vector<nlohmann::json> rows;
+  std::istringstream lines(r.out);
+  for (std::string line; std::getline(lines, line);) rows.push_back(nlohmann::json::parse(line));
+  for (const auto& row : rows) {
+    for (const char* field : {"kernel", "target", "n_sources", "bytes", "seconds", "gb_per_s", "memcpy_gb_per_s",
+                              "buffer_bytes", "command"})
+      ASSERT_TRUE(row.contains(field)) << field << " missing in " << row.dump();
+    EXPECT_GT(row["bytes"].get<double>(), 0.0) << row.dump();
+    EXPECT_GT(row["seconds"].get<double>(), 0.0) << row.dump();
+    EXPECT_NEAR(row["gb_per_s"].get<double>(), row["bytes"].get<double>() / row["seconds"].get<double>() * 1e-9,
+                row["gb_per_s"].get<double>() * 1e-6)
+        << row.dump();
+    if (row["kernel"] == "memcpy") memcpy_by_buffer[row["buffer_bytes"]] = row["gb_per_s"];
+    measured.emplace(row["kernel"], row["target"]);
+  }
+  for (const auto& row : rows) {
+    ASSERT_TRUE(memcpy_by_buffer.count(row["buffer_bytes"])) << "no memcpy for " << row.dump();
+    EXPECT_EQ(row["memcpy_gb_per_s"].get<double>(), memcpy_by_buffer[row["buffer_bytes"]]) << row.dump();
+  }
+  const std::string best(cllm::kernels::target_name(cllm::kernels::usable_targets().back()));
+  for (const std::string kernel : {"zero", "copy", "add", "add_n", "scale", "axpy", "dot", "sum_squares", "adamw"}) {
+    EXPECT_TRUE(measured.count({kernel, "scalar"})) << kernel << " on scalar";
+    EXPECT_TRUE(measured.count({kernel, best})) << kernel << " on " << best;
+  }
+  for (const auto& row : rows) {
+    if (row["kernel"] == "add_n") {
+      EXPECT_EQ(row["n_sources"], 12) << row.dump();
+    }
+  }
+}
 
 TEST_F(BenchTest, ScalingSmokeRunPrintsOneJsonRowPerRunAndAParsableSvg) {
   const fs::path svg = dir_ / "scaling.svg";
