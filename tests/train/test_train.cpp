@@ -7,6 +7,8 @@
 #include <random>
 #include <string>
 
+#include "data/safetensors.h"
+#include "model/gpt.h"
 #include "train/checkpoint.h"
 #include "train/sampling.h"
 #include "train/trainer.h"
@@ -160,6 +162,50 @@ TEST_F(TrainTest, CheckpointReloadsAndGenerates) {
   const std::string b = cllm::train::generate_text(layout, w.params.data(), tok, "the ", so);
   EXPECT_EQ(a.size(), 20u);
   EXPECT_EQ(a, b);  // same seed, same text
+}
+
+// A Hugging Face GPT-2 file ("transformer." names, attention mask buffers, an
+// untied copy of the LM head, no cllm metadata) loads with the weights as they
+// went in, and --init-from fine-tunes from it.
+TEST_F(TrainTest, InitFromAHuggingFaceFileFineTunes) {
+  TrainOptions source = tiny("source");
+  source.steps = 2;
+  cllm::train::run_training(source);
+  const std::vector<float> trained = final_params(source.out);
+  const cllm::model::ParamLayout layout(cllm::model::Config{256, 2, 32, 4, 32});
+  ASSERT_EQ(trained.size(), layout.total());
+
+  std::vector<cllm::data::TensorToWrite> tensors;
+  for (const auto& t : layout.tensors()) tensors.push_back({"transformer." + t.name, t.shape, trained.data() + t.offset});
+  std::vector<float> mask(32 * 32);
+  for (std::size_t i = 0; i < 32; ++i)
+    for (std::size_t j = 0; j <= i; ++j) mask[i * 32 + j] = 1.0f;
+  const std::vector<std::string> buffers = {"transformer.h.0.attn.bias", "transformer.h.1.attn.bias"};
+  for (const auto& name : buffers) tensors.push_back({name, {1, 1, 32, 32}, mask.data()});
+  const auto& wte = layout.tensors().front();
+  ASSERT_EQ(wte.name, "wte.weight");
+  tensors.push_back({"lm_head.weight", wte.shape, trained.data() + wte.offset});
+  const fs::path hf = root_ / "hf_gpt2.safetensors";
+  cllm::data::write_safetensors(hf, {{"format", "pt"}}, tensors);
+
+  const auto loaded = cllm::train::load_weights(hf, 4);  // HF files do not store the head count
+  EXPECT_EQ(loaded.config.layers, 2);
+  EXPECT_EQ(loaded.config.dim, 32);
+  EXPECT_EQ(loaded.config.context, 32);
+  EXPECT_EQ(loaded.config.vocab, 256);
+  EXPECT_EQ(loaded.tokenizer, "gpt2");  // no cllm metadata: a GPT-2 file
+  EXPECT_EQ(loaded.params, trained);
+
+  TrainOptions tuned = tiny("tuned");
+  tuned.model = {0, 0, 0, 4, 0};  // all from the file but the head count
+  tuned.init_from = hf;
+  tuned.steps = 2;
+  tuned.warmup = 0;
+  tuned.lr = 1e-3f;
+  tuned.min_lr = 1e-4f;
+  const auto summary = cllm::train::run_training(tuned);
+  EXPECT_TRUE(std::isfinite(summary.final_loss));
+  EXPECT_GT(max_rel_diff(final_params(tuned.out), trained), 0.0f);
 }
 
 TEST_F(TrainTest, KeepPrunesOldCheckpoints) {
