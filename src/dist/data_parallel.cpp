@@ -7,30 +7,72 @@
 #include "kernels/kernels.h"
 
 namespace cllm::dist {
+namespace {
+
+static_assert(kDefaultBucketFloats % parallel::kDefaultSegmentFloats == 0);
+
+double seconds_between(parallel::Clock::time_point a, parallel::Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+}  // namespace
 
 std::size_t shard_size(std::size_t K, int rank, int size) {
   const auto r = static_cast<std::size_t>(rank), p = static_cast<std::size_t>(size);
   return r < K ? (K - r + p - 1) / p : 0;
 }
 
-DataParallelStep::DataParallelStep(ProcessGroup& group, parallel::GradientPipeline& pipeline, std::size_t K)
-    : group_(group), pipeline_(pipeline), K_(K), local_(shard_size(K, group.rank(), group.size())), losses_(K, 0.0) {
+DataParallelStep::DataParallelStep(ProcessGroup& group, parallel::GradientPipeline& pipeline, std::size_t K,
+                                   std::size_t bucket_floats)
+    : group_(group),
+      pipeline_(pipeline),
+      K_(K),
+      local_(shard_size(K, group.rank(), group.size())),
+      bucket_floats_(bucket_floats),
+      losses_(K, 0.0) {
   if (K == 0) throw std::invalid_argument("data parallel step: needs at least 1 micro-batch");
-  if (group_.size() > 1)
-    pipeline_.set_gradient_hook([this](float* grad, std::size_t n) { reduce_across_ranks(grad, n); });
+  if (bucket_floats == 0) throw std::invalid_argument("data parallel step: bucket size must be >= 1 float");
+  if (group_.size() > 1) {
+    requests_.resize((pipeline_.size() + bucket_floats - 1) / bucket_floats);
+    pipeline_.set_gradient_stream([this](float* grad, std::size_t ready) { stream(grad, ready); });
+    pipeline_.set_gradient_hook([this](float*, std::size_t) { finish(); });
+  }
 }
 
 DataParallelStep::~DataParallelStep() {
-  if (group_.size() > 1) pipeline_.set_gradient_hook({});
+  if (group_.size() > 1) {
+    pipeline_.set_gradient_stream({});
+    pipeline_.set_gradient_hook({});
+  }
 }
 
-void DataParallelStep::reduce_across_ranks(float* grad, std::size_t n) {
-  const auto t0 = std::chrono::steady_clock::now();
-  group_.allreduce_sum(grad, n);
+void DataParallelStep::stream(float* grad, std::size_t ready) {
+  const std::size_t n = pipeline_.size();
+  const auto t0 = parallel::Clock::now();
+  if (ready == n) reduced_ = t0;
+  // In bucket order, the same on every rank: MPI matches collectives by order.
+  for (; started_ < requests_.size(); ++started_) {
+    const std::size_t begin = started_ * bucket_floats_, end = std::min(n, begin + bucket_floats_);
+    if (end > ready) break;
+    if (started_ == 0) first_start_ = parallel::Clock::now();
+    requests_[started_] = group_.iallreduce_sum(grad + begin, end - begin);
+  }
+  // MPI moves a non-blocking collective on only inside MPI calls: testing the
+  // oldest unfinished bucket progresses them all.
+  while (finished_ < started_ && requests_[finished_]->test()) ++finished_;
+  // Starting and progressing buckets takes this thread's time (copies inside
+  // MPI): while the reduction runs, that time is not hidden behind it.
+  if (ready < n && started_ > 0) mpi_call_seconds_ += seconds_between(t0, parallel::Clock::now());
+}
+
+void DataParallelStep::finish() {
+  // The stream's last call (ready == n) has started every bucket.
+  for (; finished_ < started_; ++finished_) requests_[finished_]->wait();
   // One rank owns each entry, the others add zeros: exact, then summed in
   // micro-batch order like the single-process pipeline.
   group_.allreduce_sum(losses_.data(), losses_.size());
-  allreduce_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  allreduce_seconds_ = seconds_between(first_start_, parallel::Clock::now());
+  hidden_allreduce_seconds_ = std::max(0.0, seconds_between(first_start_, reduced_) - mpi_call_seconds_);
   loss_sum_ = 0.0;
   for (double l : losses_) loss_sum_ += l;
   std::fill(losses_.begin(), losses_.end(), 0.0);
@@ -40,9 +82,11 @@ parallel::StepStats DataParallelStep::step(const parallel::MicroBatchFn& work, f
                                            double lr, float max_norm,
                                            const std::function<bool(double)>& accept_loss) {
   if (group_.size() == 1) {
-    allreduce_seconds_ = 0.0;
+    allreduce_seconds_ = hidden_allreduce_seconds_ = 0.0;
     return pipeline_.step(K_, work, params, opt, lr, max_norm, accept_loss);
   }
+  started_ = finished_ = 0;
+  mpi_call_seconds_ = 0.0;
   const std::size_t rank = static_cast<std::size_t>(group_.rank()), size = static_cast<std::size_t>(group_.size());
   const parallel::MicroBatchFn local_work = [&](std::size_t w, std::size_t i, float* grad, bool first) -> double {
     if (local_ == 0) {  // no share this step: contribute zeros

@@ -12,6 +12,12 @@
 namespace cllm::dist {
 namespace {
 
+class CompleteRequest final : public ProcessGroup::Request {
+ public:
+  bool test() override { return true; }
+  void wait() override {}
+};
+
 class SingleProcessGroup final : public ProcessGroup {
  public:
   int rank() const override { return 0; }
@@ -19,6 +25,7 @@ class SingleProcessGroup final : public ProcessGroup {
   std::string_view backend() const override { return "none"; }
   void allreduce_sum(float*, std::size_t) override {}
   void allreduce_sum(double*, std::size_t) override {}
+  std::unique_ptr<Request> iallreduce_sum(float*, std::size_t) override { return std::make_unique<CompleteRequest>(); }
   void broadcast(void*, std::size_t, int) override {}
   void barrier() override {}
   [[noreturn]] void abort(std::string_view message) override {

@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <fmt/core.h>
 #include <mpi.h>
@@ -31,6 +33,22 @@ void allreduce_chunks(T* data, std::size_t n, MPI_Datatype type) {
     check(MPI_Allreduce(MPI_IN_PLACE, data + i, count, type, MPI_SUM, MPI_COMM_WORLD), "allreduce");
   }
 }
+
+// One MPI request per chunk of an iallreduce_sum.
+class MpiRequest final : public ProcessGroup::Request {
+ public:
+  explicit MpiRequest(std::vector<MPI_Request> requests) : requests_(std::move(requests)) {}
+  bool test() override {
+    int done = 0;
+    check(MPI_Testall(count(), requests_.data(), &done, MPI_STATUSES_IGNORE), "test");
+    return done != 0;
+  }
+  void wait() override { check(MPI_Waitall(count(), requests_.data(), MPI_STATUSES_IGNORE), "wait"); }
+
+ private:
+  int count() { return static_cast<int>(requests_.size()); }
+  std::vector<MPI_Request> requests_;  // MPI_REQUEST_NULL once complete
+};
 
 class MpiGroup final : public ProcessGroup {
  public:
@@ -60,6 +78,15 @@ class MpiGroup final : public ProcessGroup {
   std::string_view backend() const override { return "mpi"; }
   void allreduce_sum(float* data, std::size_t n) override { allreduce_chunks(data, n, MPI_FLOAT); }
   void allreduce_sum(double* data, std::size_t n) override { allreduce_chunks(data, n, MPI_DOUBLE); }
+  std::unique_ptr<Request> iallreduce_sum(float* data, std::size_t n) override {
+    std::vector<MPI_Request> requests;
+    for (std::size_t i = 0; i < n; i += kChunk) {
+      const int count = static_cast<int>(std::min(kChunk, n - i));
+      check(MPI_Iallreduce(MPI_IN_PLACE, data + i, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &requests.emplace_back()),
+            "iallreduce");
+    }
+    return std::make_unique<MpiRequest>(std::move(requests));
+  }
   void broadcast(void* data, std::size_t bytes, int root) override {
     auto* p = static_cast<char*>(data);
     for (std::size_t i = 0; i < bytes; i += kChunk) {

@@ -4,6 +4,7 @@
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 #include "kernels/kernels.h"
 
@@ -29,7 +30,7 @@ AlignedFloats make_aligned_floats(std::size_t n) {
 
 // State of one segment of the global gradient. `claimed` is the ownership
 // flag; the other fields are only touched by the owner, except `complete`,
-// which sweepers read to skip finished segments.
+// which sweepers read to skip finished segments and pollers to stream them.
 struct alignas(kCacheLine) GradientAccumulator::Segment {
   std::atomic<bool> claimed{false};
   std::atomic<bool> complete{false};
@@ -72,12 +73,13 @@ void GradientAccumulator::begin_step(bool worker_order) {
     s.sum_squares = 0.0;
   }
   for (std::size_t i = 0; i < n_workers_; ++i) slots_[i].store(kPending, std::memory_order_relaxed);
-  next_slot_.store(0, std::memory_order_relaxed);
+  published_.store(0, std::memory_order_relaxed);
   segments_done_.store(0, std::memory_order_relaxed);
 }
 
 void GradientAccumulator::publish(std::size_t w, bool has_data) {
-  const std::size_t slot = worker_order_ ? w : next_slot_.fetch_add(1, std::memory_order_relaxed);
+  const std::size_t order = published_.fetch_add(1, std::memory_order_relaxed);
+  const std::size_t slot = worker_order_ ? w : order;
   // Release: the buffer's contents happen-before any reader of the slot.
   slots_[slot].store(has_data ? kFirstWorker + static_cast<std::uint32_t>(w) : kEmpty, std::memory_order_release);
   events_.fetch_add(1, std::memory_order_release);
@@ -110,7 +112,8 @@ bool GradientAccumulator::advance_segment(std::size_t j, ReduceCounters& counter
     s.has_data = s.has_data || n_src > 0;
   }
   if (complete) {
-    s.complete.store(true, std::memory_order_relaxed);
+    // Release: the segment's floats happen-before a poller's segment_complete().
+    s.complete.store(true, std::memory_order_release);
     if (segments_done_.fetch_add(1, std::memory_order_acq_rel) + 1 == n_segments_) {
       done_time_ = Clock::now();
       events_.fetch_add(1, std::memory_order_release);
@@ -120,7 +123,7 @@ bool GradientAccumulator::advance_segment(std::size_t j, ReduceCounters& counter
   return true;
 }
 
-ReduceCounters GradientAccumulator::reduce(std::size_t w) {
+ReduceCounters GradientAccumulator::reduce(std::size_t w, const std::function<void()>& poll) {
   ReduceCounters counters;
   // Workers start their sweeps at different segments so they rarely collide.
   const std::size_t start = w * n_segments_ / n_workers_;
@@ -134,17 +137,29 @@ ReduceCounters GradientAccumulator::reduce(std::size_t w) {
       Segment& s = segments_[j];
       if (s.complete.load(std::memory_order_relaxed)) continue;
       if (s.claimed.exchange(true, std::memory_order_acquire)) continue;  // taken: move on, never block
-      progress |= advance_segment(j, counters);
+      const bool advanced = advance_segment(j, counters);
       s.claimed.store(false, std::memory_order_release);
+      if (advanced && poll) poll();
+      progress |= advanced;
     }
     if (!progress) {
       // Nothing to add until another worker publishes or the reduction ends.
       if (segments_done_.load(std::memory_order_acquire) == n_segments_) break;
+      if (poll && published_.load(std::memory_order_relaxed) == n_workers_) {
+        // Only other workers' passes are left: poll through them.
+        poll();
+        std::this_thread::yield();
+        continue;
+      }
       ++counters.waits;
       events_.wait(seen, std::memory_order_acquire);
     }
   }
   return counters;
+}
+
+bool GradientAccumulator::segment_complete(std::size_t j) const {
+  return segments_[j].complete.load(std::memory_order_acquire);
 }
 
 double GradientAccumulator::sum_squares() const {

@@ -15,6 +15,12 @@
 // The sum of squares of each segment falls out of its last add_n pass, so
 // the gradient norm costs no extra pass.
 //
+// A worker may pass reduce() a poll callback (the pipeline's calling thread
+// does, to stream finished segments out, e.g. to MPI): it runs after each of
+// that worker's passes and, once every buffer is published, instead of
+// sleeping (other workers completing segments wake nobody), so it sees
+// segments complete while the reduction runs.
+//
 // Order: in worker order (deterministic) publication slot i belongs to worker
 // i, so each element is the left fold buf_0 + buf_1 + ... + buf_{N-1} however
 // the passes are chunked, bitwise reproducible. Otherwise slots are taken in
@@ -25,6 +31,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -74,8 +81,11 @@ class GradientAccumulator {
   // none (or failed), and then its buffer is not read. Once per step per worker.
   void publish(std::size_t w, bool has_data);
   // Called by every worker after its publish(); returns when the whole
-  // gradient is reduced.
-  ReduceCounters reduce(std::size_t w);
+  // gradient is reduced. poll (may be empty): see the top of this file.
+  ReduceCounters reduce(std::size_t w, const std::function<void()>& poll = {});
+  // True once segment j holds all buffers; acquire, so its floats are then
+  // visible to the caller, and no worker touches them again this step.
+  bool segment_complete(std::size_t j) const;
 
   // After every reduce() has returned:
   float* gradient() { return grad_.get(); }
@@ -103,7 +113,8 @@ class GradientAccumulator {
   std::unique_ptr<std::atomic<std::uint32_t>[]> slots_;
   bool worker_order_ = false;
   Clock::time_point done_time_{};
-  alignas(kCacheLine) std::atomic<std::size_t> next_slot_{0};
+  // Publications this step (in publication order, also the next slot).
+  alignas(kCacheLine) std::atomic<std::size_t> published_{0};
   alignas(kCacheLine) std::atomic<std::size_t> segments_done_{0};
   // Bumped by every publication and by the final completion; sleepers wait on it.
   alignas(kCacheLine) std::atomic<std::uint32_t> events_{0};

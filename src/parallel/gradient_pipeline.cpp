@@ -75,11 +75,21 @@ StepStats GradientPipeline::step(std::size_t K, const MicroBatchFn& work, float*
   std::vector<double> losses(K, 0.0);
   std::vector<WorkerRecord> records(n);
   // With every thread a lane, worker w is lane w (fixed assignment relies on
-  // it); otherwise the first workers to arrive take the lanes.
-  alignas(kCacheLine) std::atomic<std::size_t> next_lane{0};
+  // it); otherwise the calling thread takes lane 0 (the stream runs there)
+  // and the first other workers to arrive take the rest.
+  alignas(kCacheLine) std::atomic<std::size_t> next_lane{1};
+  // Leading segments complete, as lane 0's poll has seen them.
+  std::size_t ready_segments = 0;
+  const std::size_t n_segments = accumulator_.segments();
+  const auto poll = [&] {
+    while (ready_segments < n_segments && accumulator_.segment_complete(ready_segments)) ++ready_segments;
+    // All of it is ready only once reduce() has returned (the last call, below).
+    if (ready_segments < n_segments) stream_(accumulator_.gradient(), accumulator_.segment_begin(ready_segments));
+  };
 
   pool_.run([&](std::size_t w) {
-    const std::size_t lane = n == pool_.threads() ? w : next_lane.fetch_add(1, std::memory_order_relaxed);
+    const std::size_t lane =
+        n == pool_.threads() || w == 0 ? w : next_lane.fetch_add(1, std::memory_order_relaxed);
     if (lane >= n) return;  // more threads than lanes: this one sits the step out
     WorkerRecord& r = records[lane];
     float* grad = accumulator_.buffer(lane);
@@ -97,7 +107,12 @@ StepStats GradientPipeline::step(std::size_t K, const MicroBatchFn& work, float*
     r.compute_end = Clock::now();
     // A failed worker still publishes (as empty) so the others finish.
     accumulator_.publish(lane, r.micro_batches > 0 && !r.error);
-    r.reduce = accumulator_.reduce(lane);
+    if (w == 0 && stream_) {
+      r.reduce = accumulator_.reduce(lane, poll);
+      stream_(accumulator_.gradient(), n_params_);
+    } else {
+      r.reduce = accumulator_.reduce(lane);
+    }
   });
   const auto t_reduced = Clock::now();
   for (const auto& r : records) {
@@ -122,9 +137,10 @@ StepStats GradientPipeline::step(std::size_t K, const MicroBatchFn& work, float*
 
   float* grad = accumulator_.gradient();
   double sum_squares = 0.0;
-  if (hook_) {
-    // The hook may change the gradient, so the fused norm no longer holds.
-    hook_(grad, n_params_);
+  if (hook_ || stream_) {
+    // The hook and the stream may change the gradient, so the fused norm no
+    // longer holds.
+    if (hook_) hook_(grad, n_params_);
     std::vector<double> per_segment(accumulator_.segments(), 0.0);
     for_each_segment([&](std::size_t j, std::size_t begin, std::size_t end) {
       per_segment[j] = kernels::active().sum_squares(grad + begin, end - begin);

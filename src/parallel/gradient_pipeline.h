@@ -2,7 +2,9 @@
 //
 //   BatchQueue ──► worker w: work(w, k, buffer_w, first) for each k it takes
 //              ──► publish buffer_w ──► streaming segment reduce (+ fused norm)
-//              ──► [gradient hook, e.g. an all-reduce across processes]
+//                  [gradient stream: the calling thread hands on the finished
+//                   front of the gradient, e.g. to a bucketed all-reduce]
+//              ──► [gradient hook, e.g. waits for that all-reduce]
 //              ──► global norm ──► clip factor ──► AdamW, segment-parallel
 //
 // No mutex is taken during the step: the queue, segment ownership and the
@@ -34,6 +36,16 @@ using MicroBatchFn =
 // to all-reduce it across processes. May modify grad in place.
 using GradientHook = std::function<void(float* grad, std::size_t n)>;
 
+// Called during the reduction on the thread that called step() (worker 0,
+// the only one that may call MPI under MPI_THREAD_FUNNELED), after each of
+// its segment passes and while it waits for other workers' passes: grad[0,
+// ready) holds its final local value and no worker touches it again this
+// step, so the stream may hand it on (e.g. start an all-reduce of the
+// buckets inside it) and modify it in place. ready never decreases and is
+// below n in every call but the last of the step, which has ready == n and
+// comes before the gradient hook.
+using GradientStream = std::function<void(float* grad, std::size_t ready)>;
+
 inline constexpr std::size_t kDefaultSegmentFloats = std::size_t{1} << 15;  // 128 KiB
 
 struct PipelineOptions {
@@ -41,8 +53,9 @@ struct PipelineOptions {
   // Compute lanes: how many workers compute a step, each with its own
   // gradient buffer (the work function's `worker` index is the lane).
   // 0 = all threads. With fewer lanes than threads (the trainer sets lanes to
-  // the cores it may use), the first `lanes` workers to start a step take
-  // its micro-batches from the dynamic queue and the others sit it out, so
+  // the cores it may use), the calling thread (lane 0, the one a gradient
+  // stream needs) and the next `lanes` - 1 workers to start a step take its
+  // micro-batches from the dynamic queue and the others sit it out, so
   // more threads than cores cost no extra buffers, workspaces or cache.
   // Deterministic and static modes use every thread (a fixed assignment
   // needs them all).
@@ -100,6 +113,8 @@ class GradientPipeline {
 
   // Installs (or clears, with an empty function) the gradient hook.
   void set_gradient_hook(GradientHook hook) { hook_ = std::move(hook); }
+  // Installs (or clears) the gradient stream.
+  void set_gradient_stream(GradientStream stream) { stream_ = std::move(stream); }
 
   // Runs fn(w) on every worker w at once (w = 0 on the calling thread), e.g.
   // to build per-worker state on the thread that will use it.
@@ -126,6 +141,7 @@ class GradientPipeline {
   BatchQueue queue_;
   GradientAccumulator accumulator_;
   GradientHook hook_;
+  GradientStream stream_;
 };
 
 }  // namespace cllm::parallel

@@ -1,11 +1,18 @@
 // Single-process parts of src/dist: sharding, backend choice, the none group,
-// and a one-rank data-parallel step (the multi-rank cases are in
-// test_dist_mpi.cpp, run under mpirun).
+// a one-rank data-parallel step, and the bucketed all-reduce against a
+// simulated second rank (the real multi-rank cases are in test_dist_mpi.cpp,
+// run under mpirun).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <functional>
+#include <memory>
 #include <numeric>
 #include <stdexcept>
+#include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "dist/data_parallel.h"
@@ -55,6 +62,10 @@ TEST(SingleProcessGroup, CollectivesLeaveDataAsIs) {
   std::vector<float> f{1.5f, -2.0f};
   group->allreduce_sum(f.data(), f.size());
   EXPECT_EQ(f, (std::vector<float>{1.5f, -2.0f}));
+  const auto request = group->iallreduce_sum(f.data(), f.size());
+  EXPECT_TRUE(request->test());  // complete at once
+  request->wait();
+  EXPECT_EQ(f, (std::vector<float>{1.5f, -2.0f}));
   std::string text = "abc";
   group->broadcast(text, 0);
   EXPECT_EQ(text, "abc");
@@ -85,4 +96,145 @@ TEST(DataParallelStep, OneRankEqualsThePipeline) {
     return params;
   };
   EXPECT_EQ(run(true), run(false));
+}
+
+namespace {
+
+// Rank 0 of two, the other rank simulated: it holds the same gradient, so a
+// bucket's sum is twice this rank's floats, written when the request
+// completes (after a few tests, so buckets stay in flight across polls). It
+// checks what MPI needs: every call on the thread that made the group, and
+// each bucket started over floats that already hold their final local value.
+class SimulatedPair final : public dist::ProcessGroup {
+ public:
+  struct Bucket {
+    std::size_t begin, size;
+  };
+  SimulatedPair(const float* grad, std::function<float(std::size_t)> local_value)
+      : grad_(grad), local_value_(std::move(local_value)) {}
+
+  int rank() const override { return 0; }
+  int size() const override { return 2; }
+  std::string_view backend() const override { return "simulated"; }
+  void allreduce_sum(float*, std::size_t) override { check_thread(); }
+  void allreduce_sum(double*, std::size_t) override { check_thread(); }  // the other rank's losses are 0
+  std::unique_ptr<Request> iallreduce_sum(float* data, std::size_t n) override {
+    check_thread();
+    const auto begin = static_cast<std::size_t>(data - grad_);
+    for (std::size_t i = 0; i < n; ++i) not_final |= data[i] != local_value_(begin + i);
+    started.push_back({begin, n});
+    return std::make_unique<PairRequest>(*this, data, n);
+  }
+  void broadcast(void*, std::size_t, int) override { check_thread(); }
+  void barrier() override { check_thread(); }
+  [[noreturn]] void abort(std::string_view message) override {
+    ADD_FAILURE() << message;
+    std::abort();
+  }
+
+  std::vector<Bucket> started;
+  bool wrong_thread = false, not_final = false;
+  std::size_t tests = 0;
+
+ private:
+  class PairRequest final : public Request {
+   public:
+    PairRequest(SimulatedPair& group, float* data, std::size_t n) : group_(group), data_(data), n_(n) {}
+    bool test() override {
+      group_.check_thread();
+      ++group_.tests;
+      if (!done_ && ++own_tests_ >= 3) complete();
+      return done_;
+    }
+    void wait() override {
+      group_.check_thread();
+      if (!done_) complete();
+    }
+
+   private:
+    void complete() {
+      for (std::size_t i = 0; i < n_; ++i) data_[i] *= 2.0f;
+      done_ = true;
+    }
+    SimulatedPair& group_;
+    float* data_;
+    std::size_t n_, own_tests_ = 0;
+    bool done_ = false;
+  };
+  void check_thread() { wrong_thread |= std::this_thread::get_id() != thread_; }
+
+  const float* grad_;
+  std::function<float(std::size_t)> local_value_;
+  std::thread::id thread_ = std::this_thread::get_id();
+};
+
+}  // namespace
+
+// Buckets not a divisor of the gradient, not aligned to segments, smaller
+// than a segment (more buckets than segments), one float, larger than the
+// whole gradient: each float is summed exactly once, buckets start in order
+// and cover the gradient, and the timings are consistent.
+TEST(DataParallelStep, BucketedAllReduceSumsEveryFloatOnce) {
+  const std::size_t n = 1000, K = 6;  // rank 0 of 2: micro-batches 0, 2, 4
+  const auto local_value = [](std::size_t i) { return 9.0f * static_cast<float>(i % 5 + 1); };  // 1 + 3 + 5
+  const auto work = [&](std::size_t, std::size_t k, float* grad, bool first) -> double {
+    for (std::size_t i = 0; i < n; ++i) grad[i] = (first ? 0.0f : grad[i]) + static_cast<float>((k + 1) * (i % 5 + 1));
+    return 1.0;
+  };
+  struct Setting {
+    std::size_t threads, lanes;
+    bool deterministic;
+  };
+  for (std::size_t bucket : {1u, 10u, 64u, 96u, 1000u, 5000u}) {
+    for (const Setting& s : {Setting{1, 0, false}, Setting{2, 0, false}, Setting{3, 0, true}, Setting{4, 2, false}}) {
+      SCOPED_TRACE("bucket " + std::to_string(bucket) + " threads " + std::to_string(s.threads) + " lanes " +
+                   std::to_string(s.lanes));
+      parallel::GradientPipeline pipeline(
+          n, {.threads = s.threads, .lanes = s.lanes, .deterministic = s.deterministic, .segment_floats = 64});
+      SimulatedPair group(pipeline.gradient(), local_value);
+      dist::DataParallelStep dp(group, pipeline, K, bucket);
+      ASSERT_EQ(dp.buckets(), (n + bucket - 1) / bucket);
+      EXPECT_EQ(dp.local_micro_batches(), 3u);
+      std::vector<float> params(n, 0.25f);
+      optim::AdamW adamw(n, {1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f}, {{0, n, true}});
+      for (int step = 0; step < 2; ++step) {
+        group.started.clear();
+        const parallel::StepStats stats = dp.step(work, params.data(), adamw, 1e-2, 0.0f);
+        EXPECT_TRUE(stats.finite);
+        EXPECT_DOUBLE_EQ(stats.loss_sum, 3.0);
+        ASSERT_EQ(group.started.size(), dp.buckets());
+        for (std::size_t b = 0; b < group.started.size(); ++b) {
+          ASSERT_EQ(group.started[b].begin, b * bucket) << "bucket " << b;
+          ASSERT_EQ(group.started[b].size, std::min(bucket, n - b * bucket)) << "bucket " << b;
+        }
+        for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(pipeline.gradient()[i], 2.0f * local_value(i)) << i;
+        EXPECT_GT(dp.allreduce_seconds(), 0.0);
+        EXPECT_GE(dp.hidden_allreduce_seconds(), 0.0);
+        EXPECT_LE(dp.hidden_allreduce_seconds(), dp.allreduce_seconds());
+      }
+      EXPECT_FALSE(group.wrong_thread) << "MPI called from a thread other than the caller's";
+      EXPECT_FALSE(group.not_final) << "a bucket started before its floats were final";
+    }
+  }
+}
+
+// With many buckets, most are started, and tested, while the rest of the
+// gradient is still being reduced: the hidden part is reported.
+TEST(DataParallelStep, ReportsTheAllReduceHiddenBehindTheReduction) {
+  const std::size_t n = std::size_t{1} << 20, K = 4;
+  const auto work = [&](std::size_t, std::size_t k, float* grad, bool first) -> double {
+    for (std::size_t i = 0; i < n; ++i) grad[i] = (first ? 0.0f : grad[i]) + static_cast<float>(k + 1);
+    return 1.0;
+  };
+  parallel::GradientPipeline pipeline(n, {.threads = 1, .segment_floats = 1024});
+  SimulatedPair group(pipeline.gradient(), [](std::size_t) { return 4.0f; });  // micro-batches 0 and 2
+  dist::DataParallelStep dp(group, pipeline, K, 4096);
+  std::vector<float> params(n, 0.25f);
+  optim::AdamW adamw(n, {1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f}, {{0, n, true}});
+  dp.step(work, params.data(), adamw, 1e-2, 0.0f);
+  EXPECT_GT(group.tests, 0u) << "no bucket was tested during the reduction";
+  EXPECT_GT(dp.hidden_allreduce_seconds(), 0.0);
+  EXPECT_LE(dp.hidden_allreduce_seconds(), dp.allreduce_seconds());
+  EXPECT_FALSE(group.wrong_thread);
+  EXPECT_FALSE(group.not_final);
 }

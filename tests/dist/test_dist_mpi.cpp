@@ -1,16 +1,23 @@
 // Run under `mpirun -np P` (P = 2, 3): every rank runs every case, in order.
-// Training results of P processes against the single-process run on the same
-// global batch, deterministic repeatability, resume with another P.
+// Collectives (blocking and not), the bucketed all-reduce of a step, training
+// results of P processes against the single-process run on the same global
+// batch, deterministic repeatability, resume with another P.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "dist/data_parallel.h"
 #include "dist/process_group.h"
+#include "optim/adamw.h"
+#include "parallel/gradient_pipeline.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
 
@@ -101,6 +108,64 @@ TEST_F(DistTest, CollectivesSumAndBroadcast) {
   std::string text = world().is_root() ? "from rank 0" : "";
   world().broadcast(text, 0);
   EXPECT_EQ(text, "from rank 0");
+}
+
+// Bitwise the same floats on every rank (rank 0's, broadcast).
+void expect_same_on_every_rank(const std::vector<float>& data) {
+  std::vector<float> root = data;
+  world().broadcast(root.data(), root.size() * sizeof(float), 0);
+  EXPECT_EQ(0, std::memcmp(root.data(), data.data(), data.size() * sizeof(float))) << "rank " << world().rank();
+}
+
+// Several non-blocking sums in flight at once, completed by test() and by
+// wait(): the same values as the blocking sum, on every rank.
+TEST_F(DistTest, NonBlockingAllReduceSums) {
+  const int r = world().rank();
+  std::vector<std::vector<float>> ranges;
+  for (std::size_t n : {1u, 1000u, 100003u}) {
+    std::vector<float> v(n);
+    for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<float>(r + 1) * static_cast<float>(i % 7) + 0.1f * static_cast<float>(r);
+    ranges.push_back(std::move(v));
+  }
+  std::vector<std::vector<float>> expected = ranges;
+  for (auto& e : expected) world().allreduce_sum(e.data(), e.size());
+  std::vector<std::unique_ptr<dist::ProcessGroup::Request>> requests;
+  for (auto& v : ranges) requests.push_back(world().iallreduce_sum(v.data(), v.size()));
+  while (!requests[0]->test()) {
+  }
+  for (std::size_t i = 1; i < requests.size(); ++i) requests[i]->wait();
+  EXPECT_TRUE(requests[1]->test());  // stays complete
+  for (std::size_t j = 0; j < ranges.size(); ++j) {
+    for (std::size_t i = 0; i < ranges[j].size(); ++i) ASSERT_FLOAT_EQ(ranges[j][i], expected[j][i]) << j << " " << i;
+    expect_same_on_every_rank(ranges[j]);
+  }
+}
+
+// One step through a GradientPipeline with 2 threads and buckets that divide
+// neither the gradient nor the segments: exact global sums (integer values),
+// the same parameters on every rank, consistent timings.
+TEST_F(DistTest, BucketedStepSumsTheGlobalGradient) {
+  const std::size_t n = 1000, K = 5;
+  const auto work = [&](std::size_t, std::size_t k, float* grad, bool first) -> double {
+    for (std::size_t i = 0; i < n; ++i) grad[i] = (first ? 0.0f : grad[i]) + static_cast<float>((k + 1) * (i % 5 + 1));
+    return static_cast<double>(k);
+  };
+  for (std::size_t bucket : {10u, 96u, 5000u}) {
+    SCOPED_TRACE("bucket " + std::to_string(bucket));
+    parallel::GradientPipeline pipeline(n, {.threads = 2, .segment_floats = 64});
+    dist::DataParallelStep dp(world(), pipeline, K, bucket);
+    std::vector<float> params(n, 0.25f);
+    optim::AdamW adamw(n, {1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f}, {{0, n, true}});
+    for (int step = 0; step < 2; ++step) {
+      const parallel::StepStats stats = dp.step(work, params.data(), adamw, 1e-2, 1.0f);
+      EXPECT_DOUBLE_EQ(stats.loss_sum, 10.0);  // 0 + 1 + 2 + 3 + 4
+      for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(pipeline.gradient()[i], 15.0f * static_cast<float>(i % 5 + 1)) << i;
+      EXPECT_GT(dp.allreduce_seconds(), 0.0);
+      EXPECT_GE(dp.hidden_allreduce_seconds(), 0.0);
+      EXPECT_LE(dp.hidden_allreduce_seconds(), dp.allreduce_seconds());
+    }
+    expect_same_on_every_rank(params);
+  }
 }
 
 // accum 4: uneven shares for P = 3; accum 2 with P = 3: rank 2 has none.

@@ -1,7 +1,8 @@
 // GradientPipeline: exact sums (no lost updates) for many worker counts and
 // awkward sizes, agreement with a sequential reference, bitwise determinism,
 // fairness of the queue, oversubscription, clipping, non-finite gradients,
-// the gradient hook, errors, and the baseline.
+// the gradient hook and stream, errors, and the baseline.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -10,6 +11,7 @@
 #include <limits>
 #include <numeric>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -237,6 +239,61 @@ TEST(GradientPipeline, HookSeesTheReducedGradientBeforeTheNorm) {
     norm_sq += static_cast<double>(expected) * static_cast<double>(expected);
   }
   EXPECT_NEAR(stats.grad_norm, std::sqrt(norm_sq), 1e-9 * std::sqrt(norm_sq));
+}
+
+// The stream (how a multi-process run starts its all-reduce buckets): on the
+// calling thread only, a prefix that never shrinks and already holds its
+// final values, ready == n exactly once, last, and before the hook; writes
+// into the finished part (an in-place all-reduce) survive into the norm.
+TEST(GradientPipeline, StreamSeesAGrowingFinalPrefixOnTheCallingThread) {
+  const std::size_t n = 1021, K = 7;
+  struct Setting {
+    std::size_t threads, lanes;
+    bool deterministic;
+  };
+  for (const Setting& s : {Setting{1, 0, false}, Setting{2, 0, false}, Setting{3, 0, true}, Setting{8, 0, false},
+                           Setting{4, 2, false}, Setting{64, 1, false}}) {
+    GradientPipeline pipeline(n, {.threads = s.threads, .lanes = s.lanes, .deterministic = s.deterministic,
+                                  .segment_floats = 32});
+    Fixture f(n);
+    const std::thread::id caller = std::this_thread::get_id();
+    std::size_t calls = 0, last_ready = 0, doubled = 0;
+    bool wrong_thread = false, shrank = false, early_end = false, not_final = false, hook_first = false, ended = false;
+    pipeline.set_gradient_stream([&](float* grad, std::size_t ready) {
+      ++calls;
+      wrong_thread |= std::this_thread::get_id() != caller;
+      shrank |= ready < last_ready;
+      early_end |= ended;
+      ended = ready == n;
+      for (std::size_t i = doubled; i < ready; ++i) {
+        not_final |= grad[i] != 28.0f * static_cast<float>(i % 5 + 1);  // 1 + ... + K
+        grad[i] *= 2.0f;
+      }
+      doubled = std::max(doubled, ready);
+      last_ready = ready;
+    });
+    pipeline.set_gradient_hook([&](float*, std::size_t) { hook_first |= !ended; });
+    for (int step = 0; step < 2; ++step) {
+      calls = last_ready = doubled = 0;
+      ended = false;
+      const StepStats stats = pipeline.step(K, write_values(n, integer_value), f.params.data(), f.opt, 0.0, 0.0f);
+      SCOPED_TRACE("threads " + std::to_string(s.threads) + " lanes " + std::to_string(s.lanes));
+      EXPECT_GE(calls, 1u);
+      EXPECT_TRUE(ended) << "no call with ready == n";
+      EXPECT_FALSE(wrong_thread);
+      EXPECT_FALSE(shrank);
+      EXPECT_FALSE(early_end) << "a call after ready == n";
+      EXPECT_FALSE(not_final) << "a float inside ready before its final value";
+      EXPECT_FALSE(hook_first) << "the hook before the stream's last call";
+      double norm_sq = 0.0;
+      for (std::size_t i = 0; i < n; ++i) {
+        const float expected = 56.0f * static_cast<float>(i % 5 + 1);
+        ASSERT_EQ(pipeline.gradient()[i], expected) << i;
+        norm_sq += static_cast<double>(expected) * static_cast<double>(expected);
+      }
+      EXPECT_NEAR(stats.grad_norm, std::sqrt(norm_sq), 1e-9 * std::sqrt(norm_sq));
+    }
+  }
 }
 
 TEST(GradientPipeline, WorkErrorPropagatesAndLeavesParamsUntouched) {
