@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels/kernels.h"
+#include "parallel/lock_count.h"
 
 namespace cllm::parallel {
 namespace {
@@ -36,6 +37,7 @@ BaselineStats BaselineAccumulator::step(std::size_t K, const MicroBatchFn& work,
   const auto& scalar = kernels::table_for(kernels::Target::scalar);
 
   BaselineStats stats;
+  const std::uint64_t locks_before = mutex_locks_so_far();
   std::mutex global;
   std::vector<double> losses(K, 0.0);
   std::vector<double> compute(threads_, 0.0), add(threads_, 0.0);
@@ -71,12 +73,12 @@ BaselineStats BaselineAccumulator::step(std::size_t K, const MicroBatchFn& work,
     }
     const auto t_joined = Clock::now();
     stats.threads_created += count;
-    stats.blocking_locks += count;
     Clock::time_point last = t_round;
     for (std::size_t t = 0; t < count; ++t) last = std::max(last, compute_end[t]);
     stats.exposed_accumulate_seconds += seconds_between(last, t_joined);
   }
   stats.seconds = seconds_between(t_start, Clock::now());
+  stats.blocking_locks = static_cast<std::size_t>(mutex_locks_so_far() - locks_before);
   double compute_total = 0.0;
   for (std::size_t t = 0; t < threads_; ++t) {
     compute_total += compute[t];

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "kernels/kernels.h"
+#include "parallel/lock_count.h"
 
 namespace cllm::parallel {
 namespace {
@@ -69,6 +70,7 @@ StepStats GradientPipeline::step(std::size_t K, const MicroBatchFn& work, float*
                                 " parameters, expected " + std::to_string(n_params_));
   }
   const std::size_t n = lanes_;
+  const std::uint64_t locks_before = mutex_locks_so_far();
   const auto t_start = Clock::now();
   queue_.reset(K, n, options_.deterministic || options_.static_assignment ? Assignment::fixed : Assignment::dynamic);
   accumulator_.begin_step(options_.deterministic);
@@ -162,6 +164,7 @@ StepStats GradientPipeline::step(std::size_t K, const MicroBatchFn& work, float*
   const auto t_end = Clock::now();
   stats.optimizer_seconds = seconds_between(t_reduced, t_end);
   stats.seconds = seconds_between(t_start, t_end);
+  stats.blocking_locks = static_cast<std::size_t>(mutex_locks_so_far() - locks_before);
   return stats;
 }
 

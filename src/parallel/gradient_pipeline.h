@@ -89,7 +89,9 @@ struct StepStats {
   std::vector<double> compute_seconds;
   std::vector<double> idle_seconds;
   std::vector<std::size_t> micro_batches_per_worker;
-  std::size_t blocking_locks = 0;  // mutex acquisitions during the step: none by design
+  // pthread_mutex_lock calls in the whole process during the step (measured,
+  // lock_count.h), the work function's included: the pipeline takes none.
+  std::size_t blocking_locks = 0;
   std::size_t reduce_waits = 0;    // atomic waits of idle workers for a publication
   std::size_t bytes_reduced = 0;   // bytes read + written by the reduction
 };

@@ -433,7 +433,7 @@ TrainSummary run_training(const TrainOptions& opt) {
       fmt::print("  all-reduce ({} ranks)     {:10.2f} ms/step ({:.2f} ms hidden behind compute)\n", group.size(),
                  sum_allreduce_s / n * 1e3, sum_hidden_allreduce_s / n * 1e3);
     fmt::print("  idle                     {:10.2f} %\n", 100.0 * sum_idle_s / std::max(1e-12, sum_phase_thread_s));
-    fmt::print("  blocking lock operations {:10} total\n", locks);
+    fmt::print("  blocking lock operations {:10} total (pthread mutexes taken in the process, the sgemm library's included)\n", locks);
     fmt::print("  CPU utilisation (steps)  {:10.1f} % (of {} cores)\n", 100.0 * cpu_util, cores);
     fmt::print("  peak RSS                 {:10.1f} MiB\n", process_usage().peak_rss_mib);
     fmt::print("  final loss               {:10.4f}\n", summary.final_loss);

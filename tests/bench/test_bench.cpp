@@ -144,10 +144,11 @@ TEST_F(BenchTest, ScalingSmokeRunPrintsOneJsonRowPerRunAndAParsableSvg) {
   EXPECT_DOUBLE_EQ(rows[0]["speedup"].get<double>(), 1.0);
   for (std::size_t i = 0; i < 3; ++i) {
     // The pipeline takes no lock and creates no thread; the baseline takes
-    // the global mutex once per micro-batch and creates a thread for each.
-    EXPECT_EQ(rows[i]["blocking_locks_per_step"], 0.0);
+    // its global mutex once per micro-batch and creates a thread for each.
+    // Both run the same model, so the sgemm library's own locks (measured
+    // too) are the same in both rows.
+    EXPECT_EQ(rows[i + 3]["blocking_locks_per_step"].get<double>() - rows[i]["blocking_locks_per_step"].get<double>(), 8.0);
     EXPECT_EQ(rows[i]["threads_created_per_step"], 0.0);
-    EXPECT_EQ(rows[i + 3]["blocking_locks_per_step"], 8.0);
     EXPECT_EQ(rows[i + 3]["threads_created_per_step"], 8.0);
     // Same data, same model, same optimizer: the designs agree up to rounding.
     EXPECT_NEAR(rows[i]["final_loss"].get<double>(), rows[i + 3]["final_loss"].get<double>(), 1e-4);

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <mutex>
 #include <numeric>
 #include <stdexcept>
 #include <string>
@@ -388,6 +389,22 @@ TEST(GradientPipeline, LanesAreCheckedAndFixedModesUseEveryThread) {
   EXPECT_EQ(calls[0], 1);
   EXPECT_EQ(calls[1], 1);
   for (std::size_t w = 2; w < 6; ++w) EXPECT_EQ(calls[w], 0) << w;
+}
+
+// The lock count is measured (pthread_mutex_lock interposed), not assumed:
+// a work function that takes a mutex once per micro-batch shows K of them.
+TEST(GradientPipeline, BlockingLocksAreMeasuredInTheWorkFunctionToo) {
+  const std::size_t n = 100, K = 9;
+  GradientPipeline pipeline(n, {.threads = 3, .segment_floats = 16});
+  Fixture f(n);
+  std::mutex m;
+  const MicroBatchFn inner = write_values(n, integer_value);
+  const MicroBatchFn locking = [&](std::size_t w, std::size_t k, float* grad, bool first) {
+    std::lock_guard lock(m);
+    return inner(w, k, grad, first);
+  };
+  EXPECT_EQ(pipeline.step(K, inner, f.params.data(), f.opt, 0.0, 0.0f).blocking_locks, 0u);
+  EXPECT_EQ(pipeline.step(K, locking, f.params.data(), f.opt, 0.0, 0.0f).blocking_locks, K);
 }
 
 TEST(Baseline, SumsEveryMicroBatchUnderTheMutex) {

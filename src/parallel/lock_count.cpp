@@ -1,0 +1,33 @@
+#include "parallel/lock_count.h"
+
+#include <dlfcn.h>
+#include <pthread.h>
+
+#include <atomic>
+
+namespace cllm::parallel {
+namespace {
+
+using LockFn = int (*)(pthread_mutex_t*);
+
+std::atomic<std::uint64_t> g_locks{0};
+// Resolved on the first call; no function-local static (its guard could
+// itself take a lock).
+std::atomic<LockFn> g_next_lock{nullptr};
+
+}  // namespace
+
+std::uint64_t mutex_locks_so_far() { return g_locks.load(std::memory_order_relaxed); }
+
+}  // namespace cllm::parallel
+
+extern "C" int pthread_mutex_lock(pthread_mutex_t* mutex) {
+  using namespace cllm::parallel;
+  LockFn next = g_next_lock.load(std::memory_order_acquire);
+  if (next == nullptr) {
+    next = reinterpret_cast<LockFn>(dlsym(RTLD_NEXT, "pthread_mutex_lock"));
+    g_next_lock.store(next, std::memory_order_release);
+  }
+  g_locks.fetch_add(1, std::memory_order_relaxed);
+  return next(mutex);
+}
