@@ -7,15 +7,7 @@
 #include "kernels/kernels.h"
 
 namespace cllm::dist {
-namespace {
-
 static_assert(kDefaultBucketFloats % parallel::kDefaultSegmentFloats == 0);
-
-double seconds_between(parallel::Clock::time_point a, parallel::Clock::time_point b) {
-  return std::chrono::duration<double>(b - a).count();
-}
-
-}  // namespace
 
 std::size_t shard_size(std::size_t K, int rank, int size) {
   const auto r = static_cast<std::size_t>(rank), p = static_cast<std::size_t>(size);
@@ -62,7 +54,7 @@ void DataParallelStep::stream(float* grad, std::size_t ready) {
   while (finished_ < started_ && requests_[finished_]->test()) ++finished_;
   // Starting and progressing buckets takes this thread's time (copies inside
   // MPI): while the reduction runs, that time is not hidden behind it.
-  if (ready < n && started_ > 0) mpi_call_seconds_ += seconds_between(t0, parallel::Clock::now());
+  if (ready < n && started_ > 0) mpi_call_seconds_ += parallel::seconds_between(t0, parallel::Clock::now());
 }
 
 void DataParallelStep::finish() {
@@ -71,8 +63,8 @@ void DataParallelStep::finish() {
   // One rank owns each entry, the others add zeros: exact, then summed in
   // micro-batch order like the single-process pipeline.
   group_.allreduce_sum(losses_.data(), losses_.size());
-  allreduce_seconds_ = seconds_between(first_start_, parallel::Clock::now());
-  hidden_allreduce_seconds_ = std::max(0.0, seconds_between(first_start_, reduced_) - mpi_call_seconds_);
+  allreduce_seconds_ = parallel::seconds_between(first_start_, parallel::Clock::now());
+  hidden_allreduce_seconds_ = std::max(0.0, parallel::seconds_between(first_start_, reduced_) - mpi_call_seconds_);
   loss_sum_ = 0.0;
   for (double l : losses_) loss_sum_ += l;
   std::fill(losses_.begin(), losses_.end(), 0.0);

@@ -13,13 +13,6 @@
 #include "parallel/lock_count.h"
 
 namespace cllm::parallel {
-namespace {
-
-double seconds_between(Clock::time_point a, Clock::time_point b) {
-  return std::chrono::duration<double>(b - a).count();
-}
-
-}  // namespace
 
 BaselineAccumulator::BaselineAccumulator(std::size_t n_params, std::size_t threads)
     : n_params_(n_params), threads_(threads) {

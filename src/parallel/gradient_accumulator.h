@@ -40,6 +40,9 @@
 namespace cllm::parallel {
 
 using Clock = std::chrono::steady_clock;
+inline double seconds_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
 
 struct AlignedFree {
   void operator()(float* p) const;

@@ -13,10 +13,6 @@
 namespace cllm::parallel {
 namespace {
 
-double seconds_between(Clock::time_point a, Clock::time_point b) {
-  return std::chrono::duration<double>(b - a).count();
-}
-
 // What one worker did in the compute + reduce phase; one cache line each.
 struct alignas(kCacheLine) WorkerRecord {
   double compute_seconds = 0.0;
