@@ -1,38 +1,159 @@
-// oneDNN backend. Debian's libdnnl is built with OpenMP: dnnl_sgemm called
-// from a plain thread would start an OpenMP team of omp_get_max_threads()
-// threads per caller, oversubscribing the cores the other workers use. The
-// OpenMP thread count is a per-thread setting (nthreads-var ICV), so each
-// calling thread sets it to 1 once before its first product.
+// oneDNN backend: small products through a matmul primitive per shape,
+// cached per calling thread; large ones, and shapes without a brgemm kernel,
+// through dnnl_sgemm.
+//
+// Why two paths: dnnl_sgemm takes a process-wide mutex on every call
+// (gemm_info_t::jit_init's kern_mutex in oneDNN 2.6, added there to calm a
+// TSan report), a lock operation per product that parallel/lock_count counts;
+// the brgemm matmul takes none once created, and has less per-call overhead.
+// Attention issues many small products (a block of 64 query rows per head),
+// where that matters and brgemm was as fast or faster. On the large
+// linear-layer products dnnl_sgemm was up to 15% faster (forward with a wide
+// output, e.g. 1024x1152x384: 0.84-0.91 of its GFLOP/s in brgemm, Zen 4), and
+// there its lock is one per 50 M+ multiply-adds, uncontended in practice.
+// The split is by size only, so a shape always takes the same path and the
+// results stay bitwise repeatable.
+//
+// Debian's libdnnl is built with OpenMP: oneDNN called from a plain thread
+// would start an OpenMP team of omp_get_max_threads() threads per caller,
+// oversubscribing the cores the other workers use. The OpenMP thread count is
+// a per-thread setting (nthreads-var ICV), so each calling thread sets it to 1
+// once before its first product.
 #include <omp.h>
 
-#include <oneapi/dnnl/dnnl.h>
+#include <oneapi/dnnl/dnnl.hpp>
 #include <oneapi/dnnl/dnnl_debug.h>
 
+#include <cstring>
 #include <stdexcept>
 #include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
 
 #include "kernels/sgemm_backends.h"
 
 namespace cllm::kernels::detail {
+namespace {
+
+// Products above this many multiply-adds go to dnnl_sgemm (see above).
+constexpr double kLargestMatmulProduct = 1 << 22;
+
+void check(dnnl_status_t status, const char* what, const GemmShape& s) {
+  if (status == dnnl_success) return;
+  throw std::runtime_error(std::string("sgemm (onednn): ") + what + " failed with status " +
+                           dnnl_status2str(status) + " for m=" + std::to_string(s.m) + " n=" +
+                           std::to_string(s.n) + " k=" + std::to_string(s.k));
+}
+
+// Everything a product's kernel depends on; the pointers are not part of it.
+struct ShapeKey {
+  GemmShape s;
+  bool operator==(const ShapeKey& o) const {
+    return s.trans_a == o.s.trans_a && s.trans_b == o.s.trans_b && s.m == o.s.m && s.n == o.s.n &&
+           s.k == o.s.k && s.lda == o.s.lda && s.ldb == o.s.ldb && s.ldc == o.s.ldc &&
+           std::memcmp(&s.alpha, &o.s.alpha, sizeof(float)) == 0 &&
+           std::memcmp(&s.beta, &o.s.beta, sizeof(float)) == 0;
+  }
+};
+
+struct ShapeHash {
+  std::size_t operator()(const ShapeKey& key) const {
+    const GemmShape& s = key.s;
+    std::size_t h = static_cast<std::size_t>(s.trans_a) | static_cast<std::size_t>(s.trans_b) << 1;
+    for (int v : {s.m, s.n, s.k, s.lda, s.ldb, s.ldc}) h = h * 1000003u ^ static_cast<std::size_t>(v);
+    std::uint32_t bits[2];
+    std::memcpy(&bits[0], &s.alpha, sizeof(float));
+    std::memcpy(&bits[1], &s.beta, sizeof(float));
+    return (h * 1000003u ^ bits[0]) * 1000003u ^ bits[1];
+  }
+};
+
+// A row-major matrix stored rows x cols with row stride ld, seen as op(X):
+// the transposed view swaps the dimensions and the strides.
+dnnl::memory::desc matrix_desc(int rows, int cols, int ld, bool transposed) {
+  using dims = dnnl::memory::dims;
+  return transposed ? dnnl::memory::desc(dims{cols, rows}, dnnl::memory::data_type::f32, dims{1, ld})
+                    : dnnl::memory::desc(dims{rows, cols}, dnnl::memory::data_type::f32, dims{ld, 1});
+}
+
+struct Product {
+  dnnl::matmul primitive;  // empty: no brgemm kernel, use dnnl_sgemm
+  dnnl::memory a, b, c, scratchpad;
+};
+
+// One per calling thread: its stream, its primitives, its scratchpad.
+class ThreadMatmuls {
+ public:
+  ThreadMatmuls() : engine_(dnnl::engine::kind::cpu, 0), stream_(engine_) { omp_set_num_threads(1); }
+
+  void run(const GemmShape& s, const float* a, const float* b, float* c) {
+    auto found = products_.find(ShapeKey{s});
+    if (found == products_.end()) found = products_.emplace(ShapeKey{s}, create(s)).first;
+    Product& p = found->second;
+    if (!p.primitive) {
+      check(dnnl_sgemm(s.trans_a ? 'T' : 'N', s.trans_b ? 'T' : 'N', s.m, s.n, s.k, s.alpha, a, s.lda, b, s.ldb,
+                       s.beta, c, s.ldc),
+            "dnnl_sgemm", s);
+      return;
+    }
+    // The C API: the C++ execute() builds an std::unordered_map per call.
+    check(dnnl_memory_set_data_handle(p.a.get(), const_cast<float*>(a)), "set_data_handle", s);
+    check(dnnl_memory_set_data_handle(p.b.get(), const_cast<float*>(b)), "set_data_handle", s);
+    check(dnnl_memory_set_data_handle(p.c.get(), c), "set_data_handle", s);
+    const dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, p.a.get()},
+                                    {DNNL_ARG_WEIGHTS, p.b.get()},
+                                    {DNNL_ARG_DST, p.c.get()},
+                                    {DNNL_ARG_SCRATCHPAD, p.scratchpad.get()}};
+    check(dnnl_primitive_execute(p.primitive.get(), stream_.get(), 4, args), "matmul execute", s);
+  }
+
+ private:
+  Product create(const GemmShape& s) {
+    Product p;
+    if (static_cast<double>(s.m) * s.n * s.k > kLargestMatmulProduct) return p;
+    const auto a_md = matrix_desc(s.trans_a ? s.k : s.m, s.trans_a ? s.m : s.k, s.lda, s.trans_a);
+    const auto b_md = matrix_desc(s.trans_b ? s.n : s.k, s.trans_b ? s.k : s.n, s.ldb, s.trans_b);
+    const auto c_md = matrix_desc(s.m, s.n, s.ldc, false);
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);  // ours, sized once: no allocation per call
+    if (s.alpha != 1.0f) attr.set_output_scales(0, {s.alpha});
+    if (s.beta != 0.0f) {
+      dnnl::post_ops ops;
+      ops.append_sum(s.beta);  // C = alpha * A B + beta * C
+      attr.set_post_ops(ops);
+    }
+    try {
+      const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a_md, b_md, c_md), attr, engine_);
+      if (!std::string_view(pd.impl_info_str()).starts_with("brg")) return p;
+      p.primitive = dnnl::matmul(pd);
+      p.scratchpad = dnnl::memory(pd.scratchpad_desc(), engine_);
+    } catch (const dnnl::error&) {
+      return p;  // no matmul for this shape: dnnl_sgemm takes it
+    }
+    p.a = dnnl::memory(a_md, engine_, DNNL_MEMORY_NONE);
+    p.b = dnnl::memory(b_md, engine_, DNNL_MEMORY_NONE);
+    p.c = dnnl::memory(c_md, engine_, DNNL_MEMORY_NONE);
+    return p;
+  }
+
+  dnnl::engine engine_;
+  dnnl::stream stream_;
+  std::unordered_map<ShapeKey, Product, ShapeHash> products_;
+};
+
+}  // namespace
 
 void sgemm_onednn(const GemmShape& s, const float* a, const float* b, float* c) {
-  thread_local bool single_threaded = false;
-  if (!single_threaded) {
-    omp_set_num_threads(1);
-    single_threaded = true;
-  }
-  const dnnl_status_t status = dnnl_sgemm(s.trans_a ? 'T' : 'N', s.trans_b ? 'T' : 'N', s.m, s.n, s.k, s.alpha, a,
-                                          s.lda, b, s.ldb, s.beta, c, s.ldc);
-  if (status != dnnl_success) {
-    throw std::runtime_error("sgemm (onednn): dnnl_sgemm failed with status " + std::to_string(status) + " for m=" +
-                             std::to_string(s.m) + " n=" + std::to_string(s.n) + " k=" + std::to_string(s.k));
-  }
+  thread_local ThreadMatmuls matmuls;
+  matmuls.run(s, a, b, c);
 }
 
 std::string onednn_description() {
   const dnnl_version_t* v = dnnl_version();
   return "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch) +
-         ", kernels for " + dnnl_cpu_isa2str(dnnl_get_effective_cpu_isa());
+         " (brgemm matmul up to 4 M multiply-adds, dnnl_sgemm above), kernels for " +
+         dnnl_cpu_isa2str(dnnl_get_effective_cpu_isa());
 }
 
 }  // namespace cllm::kernels::detail

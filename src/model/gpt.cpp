@@ -138,7 +138,8 @@ struct Workspace::Buffers {
   std::vector<float> encoded, ln1, ln1_mean, ln1_rstd, qkv, atty, att, res2, ln2, ln2_mean,
       ln2_rstd, fch, fch_gelu, res3, lnf, lnf_mean, lnf_rstd, logits, probs, losses;
   // gradients of activations, reused by every layer
-  std::vector<float> dres, dbig, dsmall, dscores;
+  std::vector<float> dres, dbig, dsmall;
+  std::vector<float> attention_scratch;  // forward and backward, reused by every layer
   std::vector<std::int32_t> tokens, targets;
   int B = 0, T = 0;
   bool ready_for_backward = false;
@@ -153,7 +154,7 @@ struct Workspace::Buffers {
     ln1_rstd.resize(LBT);
     qkv.resize(LBT * 3 * C);
     atty.resize(LBT * C);
-    att.resize(L * sz(batch) * NH * sz(seq) * sz(seq));
+    att.resize(L * sz(batch) * NH * layers::attention_probs_per_head(seq));
     res2.resize(LBT * C);
     ln2.resize(LBT * C);
     ln2_mean.resize(LBT);
@@ -170,7 +171,7 @@ struct Workspace::Buffers {
     dres.resize(BT * C);
     dbig.resize(BT * 4 * C);
     dsmall.resize(BT * C);
-    dscores.resize(sz(seq) * sz(seq));
+    attention_scratch.resize(layers::attention_scratch_size(seq, c.dim, c.heads));
     tokens.resize(BT);
     targets.resize(BT);
   }
@@ -179,7 +180,7 @@ struct Workspace::Buffers {
     std::size_t n = 0;
     for (const auto* v : {&encoded, &ln1, &ln1_mean, &ln1_rstd, &qkv, &atty, &att, &res2, &ln2,
                           &ln2_mean, &ln2_rstd, &fch, &fch_gelu, &res3, &lnf, &lnf_mean, &lnf_rstd,
-                          &logits, &probs, &losses, &dres, &dbig, &dsmall, &dscores})
+                          &logits, &probs, &losses, &dres, &dbig, &dsmall, &attention_scratch})
       n += v->size() * sizeof(float);
     return n + (tokens.size() + targets.size()) * sizeof(std::int32_t);
   }
@@ -244,7 +245,7 @@ float forward(const ParamLayout& layout, const float* params, const std::int32_t
   if (targets) std::copy(targets, targets + N, w.targets.begin());
 
   const std::size_t act = w.max_bt * sz(C), stats = w.max_bt;
-  const std::size_t att_stride = sz(w.max_batch) * sz(NH) * sz(w.max_seq) * sz(w.max_seq);
+  const std::size_t att_stride = sz(w.max_batch) * sz(NH) * layers::attention_probs_per_head(w.max_seq);
   layers::encoder_forward(w.encoded.data(), tokens, params + layout.wte(), params + layout.wpe(), B, T, C);
   const float* residual = w.encoded.data();
   for (int l = 0; l < cfg.layers; ++l) {
@@ -261,7 +262,7 @@ float forward(const ParamLayout& layout, const float* params, const std::int32_t
     layers::layernorm_forward(ln1, w.ln1_mean.data() + L * stats, w.ln1_rstd.data() + L * stats, residual,
                               params + p.ln1_w, params + p.ln1_b, N, C);
     layers::matmul_forward(qkv, ln1, params + p.attn_w, params + p.attn_b, nullptr, N, C, 3 * C);
-    layers::attention_forward(atty, w.att.data() + L * att_stride, qkv, B, T, C, NH);
+    layers::attention_forward(atty, w.att.data() + L * att_stride, w.attention_scratch.data(), qkv, B, T, C, NH);
     layers::matmul_forward(res2, atty, params + p.attn_proj_w, params + p.attn_proj_b, residual, N, C, C);
     layers::layernorm_forward(ln2, w.ln2_mean.data() + L * stats, w.ln2_rstd.data() + L * stats, res2,
                               params + p.ln2_w, params + p.ln2_b, N, C);
@@ -290,7 +291,7 @@ void backward(const ParamLayout& layout, const float* params, float* grad, float
   const int B = w.B, T = w.T, N = B * T, C = cfg.dim, V = cfg.vocab, NH = cfg.heads;
   const bool acc = !overwrite;
   const std::size_t act = w.max_bt * sz(C), stats = w.max_bt;
-  const std::size_t att_stride = sz(w.max_batch) * sz(NH) * sz(w.max_seq) * sz(w.max_seq);
+  const std::size_t att_stride = sz(w.max_batch) * sz(NH) * layers::attention_probs_per_head(w.max_seq);
 
   float* dlogits = w.probs.data();
   layers::crossentropy_backward(dlogits, w.probs.data(), w.targets.data(), N, V, scale / static_cast<float>(N));
@@ -330,7 +331,7 @@ void backward(const ParamLayout& layout, const float* params, float* grad, float
     // dres holds d(res2); the attention branch and ln_1 add d(residual).
     layers::matmul_backward(dsmall, grad + p.attn_proj_w, grad + p.attn_proj_b, dres, atty,
                             params + p.attn_proj_w, N, C, C, acc);
-    layers::attention_backward(dbig, w.dscores.data(), dsmall, qkv, w.att.data() + L * att_stride, B, T, C, NH);
+    layers::attention_backward(dbig, w.attention_scratch.data(), dsmall, qkv, w.att.data() + L * att_stride, B, T, C, NH);
     layers::matmul_backward(dsmall, grad + p.attn_w, grad + p.attn_b, dbig, ln1, params + p.attn_w, N, C, 3 * C,
                             acc);
     layers::layernorm_backward(dres, grad + p.ln1_w, grad + p.ln1_b, dsmall, residual, params + p.ln1_w,

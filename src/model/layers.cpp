@@ -68,6 +68,21 @@ void add_column_sums(float* dst, const float* src, int N, int OC, bool accumulat
   }
 }
 
+// One head's (T, hs) slice of a (T, ld) matrix to or from a dense (T, hs)
+// copy. The products then see dense operands only, which oneDNN's brgemm
+// kernels require (strided ones fall back to its locking dnnl_sgemm path).
+void gather_head(float* dense, const float* strided, int T, int hs, int ld) {
+  for (int t = 0; t < T; ++t)
+    std::memcpy(dense + static_cast<std::size_t>(t) * hs, strided + static_cast<std::size_t>(t) * ld,
+                sizeof(float) * static_cast<std::size_t>(hs));
+}
+
+void scatter_head(float* strided, const float* dense, int T, int hs, int ld) {
+  for (int t = 0; t < T; ++t)
+    std::memcpy(strided + static_cast<std::size_t>(t) * ld, dense + static_cast<std::size_t>(t) * hs,
+                sizeof(float) * static_cast<std::size_t>(hs));
+}
+
 }  // namespace
 
 void encoder_forward(float* out, const std::int32_t* tokens, const float* wte, const float* wpe,
@@ -183,36 +198,57 @@ void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dou
   if (dbias) add_column_sums(dbias, dout, N, OC, accumulate);
 }
 
-void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C, int NH) {
+std::size_t attention_row_offset(int T, int t) {
+  const std::size_t block = static_cast<std::size_t>(t / kAttentionBlock);
+  const std::size_t r0 = block * kAttentionBlock;
+  const std::size_t r1 = std::min<std::size_t>(r0 + kAttentionBlock, static_cast<std::size_t>(T));
+  // The blocks before are full: block j holds kAttentionBlock rows of (j+1) * kAttentionBlock keys.
+  return kAttentionBlock * kAttentionBlock * block * (block + 1) / 2 + (static_cast<std::size_t>(t) - r0) * r1;
+}
+
+std::size_t attention_probs_per_head(int T) { return T == 0 ? 0 : attention_row_offset(T, T - 1) + T; }
+
+std::size_t attention_scratch_size(int T, int C, int NH) {
+  const std::size_t head = static_cast<std::size_t>(T) * (C / NH);
+  return 7 * head + static_cast<std::size_t>(kAttentionBlock) * T;
+}
+
+void attention_forward(float* out, float* att, float* scratch, const float* qkv, int B, int T, int C, int NH) {
   const int hs = C / NH;
   const int ld = 3 * C;
+  const std::size_t head = static_cast<std::size_t>(T) * hs;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
   const auto& mk = detail::model_kernels();
+  float* q = scratch;  // (T, hs) each
+  float* k = q + head;
+  float* v = k + head;
+  float* o = v + head;
   for (int b = 0; b < B; ++b)
     for (int h = 0; h < NH; ++h) {
-      const float* q = qkv + static_cast<std::size_t>(b) * T * ld + h * hs;
-      const float* k = q + C;
-      const float* v = q + 2 * C;
-      float* a = att + (static_cast<std::size_t>(b) * NH + h) * T * T;
-      float* o = out + static_cast<std::size_t>(b) * T * C + h * hs;
+      const float* qkv_h = qkv + static_cast<std::size_t>(b) * T * ld + h * hs;
+      gather_head(q, qkv_h, T, hs, ld);
+      gather_head(k, qkv_h + C, T, hs, ld);
+      gather_head(v, qkv_h + 2 * C, T, hs, ld);
+      float* a = att + (static_cast<std::size_t>(b) * NH + h) * attention_probs_per_head(T);
       for (int r0 = 0; r0 < T; r0 += kAttentionBlock) {
         const int r1 = std::min(r0 + kAttentionBlock, T);
-        // scores (rows, r1) = scale * q[r0:r1] @ k[0:r1]^T
+        float* rows = a + attention_row_offset(T, r0);  // (r1 - r0, r1)
+        // rows = scale * q[r0:r1] @ k[0:r1]^T
         const GemmShape qk{.trans_b = true, .m = r1 - r0, .n = r1, .k = hs, .alpha = scale,
-                           .lda = ld, .ldb = ld, .ldc = T};
-        float* rows = a + static_cast<std::size_t>(r0) * T;
-        sgemm(qk, q + static_cast<std::size_t>(r0) * ld, k, rows);
+                           .lda = hs, .ldb = hs, .ldc = r1};
+        sgemm(qk, q + static_cast<std::size_t>(r0) * hs, k, rows);
         for (int t = r0; t < r1; ++t) {
-          float* row = a + static_cast<std::size_t>(t) * T;
+          float* row = rows + static_cast<std::size_t>(t - r0) * r1;
           const std::size_t n = static_cast<std::size_t>(t) + 1;
           const float inv = 1.0f / mk.exp_shift_sum(row, mk.max(row, n), n);
           for (std::size_t s = 0; s < n; ++s) row[s] *= inv;
           std::fill(row + n, row + r1, 0.0f);  // masked: the product below reads them
         }
-        // out[r0:r1] (rows, hs) = att[r0:r1, 0:r1] @ v[0:r1]
-        const GemmShape av{.m = r1 - r0, .n = hs, .k = r1, .lda = T, .ldb = ld, .ldc = C};
-        sgemm(av, rows, v, o + static_cast<std::size_t>(r0) * C);
+        // o[r0:r1] (rows, hs) = rows @ v[0:r1]
+        const GemmShape av{.m = r1 - r0, .n = hs, .k = r1, .lda = r1, .ldb = hs, .ldc = hs};
+        sgemm(av, rows, v, o + static_cast<std::size_t>(r0) * hs);
       }
+      scatter_head(out + static_cast<std::size_t>(b) * T * C + h * hs, o, T, hs, C);
     }
 }
 
@@ -220,46 +256,50 @@ void attention_backward(float* dqkv, float* scratch, const float* dout, const fl
                         const float* att, int B, int T, int C, int NH) {
   const int hs = C / NH;
   const int ld = 3 * C;
+  const std::size_t head = static_cast<std::size_t>(T) * hs;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
+  float* q = scratch;  // (T, hs) each
+  float* k = q + head;
+  float* v = k + head;
+  float* d = v + head;
+  float* dq = d + head;
+  float* dk = dq + head;
+  float* dv = dk + head;
+  float* ds = dv + head;  // (r1 - r0, r1): one row block's score gradients
   for (int b = 0; b < B; ++b)
     for (int h = 0; h < NH; ++h) {
       const std::size_t qoff = static_cast<std::size_t>(b) * T * ld + h * hs;
-      const float* q = qkv + qoff;
-      const float* k = q + C;
-      const float* v = q + 2 * C;
-      float* dq = dqkv + qoff;
-      float* dk = dq + C;
-      float* dv = dq + 2 * C;
-      const float* a = att + (static_cast<std::size_t>(b) * NH + h) * T * T;
-      const float* d = dout + static_cast<std::size_t>(b) * T * C + h * hs;
-      float* ds = scratch;  // (T,T): d scores, lower triangle by row blocks
+      gather_head(q, qkv + qoff, T, hs, ld);
+      gather_head(k, qkv + qoff + C, T, hs, ld);
+      gather_head(v, qkv + qoff + 2 * C, T, hs, ld);
+      gather_head(d, dout + static_cast<std::size_t>(b) * T * C + h * hs, T, hs, C);
+      std::fill(dk, dk + 2 * head, 0.0f);  // dk and dv accumulate over the row blocks
+      const float* a = att + (static_cast<std::size_t>(b) * NH + h) * attention_probs_per_head(T);
       for (int r0 = 0; r0 < T; r0 += kAttentionBlock) {
         const int r1 = std::min(r0 + kAttentionBlock, T);
-        float* rows = ds + static_cast<std::size_t>(r0) * T;
-        // datt (rows, r1) = dout[r0:r1] @ v[0:r1]^T
-        const GemmShape datt{.trans_b = true, .m = r1 - r0, .n = r1, .k = hs, .lda = C, .ldb = ld, .ldc = T};
-        sgemm(datt, d + static_cast<std::size_t>(r0) * C, v, rows);
-        for (int t = r0; t < r1; ++t) {  // softmax backward, times the score scale
-          float* drow = ds + static_cast<std::size_t>(t) * T;
-          const float* p = a + static_cast<std::size_t>(t) * T;
-          const float pd = dot(p, drow, t + 1);
-          for (int s = 0; s <= t; ++s) drow[s] = p[s] * (drow[s] - pd) * scale;
+        const int m = r1 - r0;
+        const float* p = a + attention_row_offset(T, r0);  // (m, r1) probabilities
+        // ds = d[r0:r1] @ v[0:r1]^T, then through the softmax, times the score scale
+        const GemmShape datt{.trans_b = true, .m = m, .n = r1, .k = hs, .lda = hs, .ldb = hs, .ldc = r1};
+        sgemm(datt, d + static_cast<std::size_t>(r0) * hs, v, ds);
+        for (int t = r0; t < r1; ++t) {
+          float* drow = ds + static_cast<std::size_t>(t - r0) * r1;
+          const float* prow = p + static_cast<std::size_t>(t - r0) * r1;
+          const float pd = dot(prow, drow, t + 1);
+          for (int s = 0; s <= t; ++s) drow[s] = prow[s] * (drow[s] - pd) * scale;
           std::fill(drow + t + 1, drow + r1, 0.0f);
         }
-        // dq[r0:r1] = dscores[r0:r1, 0:r1] @ k[0:r1]
-        const GemmShape gq{.m = r1 - r0, .n = hs, .k = r1, .lda = T, .ldb = ld, .ldc = ld};
-        sgemm(gq, rows, k, dq + static_cast<std::size_t>(r0) * ld);
+        // dq[r0:r1] = ds @ k[0:r1]
+        const GemmShape gq{.m = m, .n = hs, .k = r1, .lda = r1, .ldb = hs, .ldc = hs};
+        sgemm(gq, ds, k, dq + static_cast<std::size_t>(r0) * hs);
+        // dk[0:r1] += ds^T @ q[r0:r1];  dv[0:r1] += p^T @ d[r0:r1]
+        const GemmShape g{.trans_a = true, .m = r1, .n = hs, .k = m, .beta = 1.0f, .lda = r1, .ldb = hs, .ldc = hs};
+        sgemm(g, ds, q + static_cast<std::size_t>(r0) * hs, dk);
+        sgemm(g, p, d + static_cast<std::size_t>(r0) * hs, dv);
       }
-      // Key block [c0,c1) is reached by query rows c0..T-1 only.
-      for (int c0 = 0; c0 < T; c0 += kAttentionBlock) {
-        const int c1 = std::min(c0 + kAttentionBlock, T);
-        const std::size_t corner = static_cast<std::size_t>(c0) * T + c0;
-        // d{k,v}[c0:c1] = (ds|att)[c0:T, c0:c1]^T @ (q|dout)[c0:T]
-        GemmShape g{.trans_a = true, .m = c1 - c0, .n = hs, .k = T - c0, .lda = T, .ldb = ld, .ldc = ld};
-        sgemm(g, ds + corner, q + static_cast<std::size_t>(c0) * ld, dk + static_cast<std::size_t>(c0) * ld);
-        g.ldb = C;
-        sgemm(g, a + corner, d + static_cast<std::size_t>(c0) * C, dv + static_cast<std::size_t>(c0) * ld);
-      }
+      scatter_head(dqkv + qoff, dq, T, hs, ld);
+      scatter_head(dqkv + qoff + C, dk, T, hs, ld);
+      scatter_head(dqkv + qoff + 2 * C, dv, T, hs, ld);
     }
 }
 

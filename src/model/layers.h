@@ -37,12 +37,18 @@ void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dou
                      const float* inp, const float* weight, int N, int C, int OC, bool accumulate);
 
 // Causal multi-head self-attention core (no projections).
-// qkv (B,T,3C) = [q | k | v] -> out (B,T,C), att (B,NH,T,T) softmax
-// probabilities (row t holds keys 0..t; the rest of the row is not read).
-void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C, int NH);
-// dout (B,T,C) -> dqkv (B,T,3C); scratch holds T*T floats.
+// qkv (B,T,3C) = [q | k | v] -> out (B,T,C), att (B,NH) x
+// attention_probs_per_head(T) softmax probabilities, stored by blocks of
+// query rows: row t starts at attention_row_offset(T, t) and holds keys
+// 0..t (then zeros up to its block's last key). scratch holds
+// attention_scratch_size(T, C, NH) floats.
+void attention_forward(float* out, float* att, float* scratch, const float* qkv, int B, int T, int C, int NH);
+// dout (B,T,C) -> dqkv (B,T,3C); scratch as for the forward.
 void attention_backward(float* dqkv, float* scratch, const float* dout, const float* qkv,
                         const float* att, int B, int T, int C, int NH);
+std::size_t attention_row_offset(int T, int t);
+std::size_t attention_probs_per_head(int T);
+std::size_t attention_scratch_size(int T, int C, int NH);
 
 // GELU, tanh approximation, elementwise over n values.
 void gelu_forward(float* out, const float* inp, std::size_t n);

@@ -21,7 +21,9 @@ void matmul_forward(float* out, const float* inp, const float* weight, const flo
                     const float* residual, int N, int C, int OC);
 void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                      const float* inp, const float* weight, int N, int C, int OC, bool accumulate);
-void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C, int NH);
+// att here is (B,NH,T,T), one full row per query: the blocked layout of
+// layers.h is an optimization the oracle does not share.
+void attention_forward(float* out, float* att, float* scratch, const float* qkv, int B, int T, int C, int NH);
 void attention_backward(float* dqkv, float* scratch, const float* dout, const float* qkv,
                         const float* att, int B, int T, int C, int NH);
 void gelu_forward(float* out, const float* inp, std::size_t n);

@@ -122,14 +122,20 @@ TEST(Layers, AttentionMatchesReference) {
     const std::size_t n = static_cast<std::size_t>(B) * t;
     const auto qkv = random_vector(n * 3 * C, 21, 1.5f), dout = random_vector(n * C, 22);
     const std::size_t att_size = static_cast<std::size_t>(B) * NH * t * t;
-    std::vector<float> out_f(n * C), out_r(n * C), att_f(att_size, NAN), att_r(att_size);
-    fast::attention_forward(out_f.data(), att_f.data(), qkv.data(), B, t, C, NH);
-    ref::attention_forward(out_r.data(), att_r.data(), qkv.data(), B, t, C, NH);
+    const std::size_t per_head = fast::attention_probs_per_head(t);
+    std::vector<float> out_f(n * C), out_r(n * C), att_f(B * NH * per_head, NAN), att_r(att_size);
+    std::vector<float> scratch(fast::attention_scratch_size(t, C, NH), NAN);
+    fast::attention_forward(out_f.data(), att_f.data(), scratch.data(), qkv.data(), B, t, C, NH);
+    ref::attention_forward(out_r.data(), att_r.data(), nullptr, qkv.data(), B, t, C, NH);
     expect_close(out_f, out_r, 1e-5f, "attention out");
-    for (std::size_t r = 0; r < att_size / t; ++r)  // compare the causal part of each row
-      for (int s = 0; s <= static_cast<int>(r % t); ++s)
-        ASSERT_NEAR(att_f[r * t + s], att_r[r * t + s], 1e-6f) << "att row " << r << " key " << s;
-    std::vector<float> dqkv_f(n * 3 * C, NAN), dqkv_r(n * 3 * C), scratch(static_cast<std::size_t>(t) * t, NAN);
+    for (std::size_t head = 0; head < static_cast<std::size_t>(B) * NH; ++head)  // the causal part of each row
+      for (int row = 0; row < t; ++row) {
+        const float* f = att_f.data() + head * per_head + fast::attention_row_offset(t, row);
+        const float* r = att_r.data() + (head * t + row) * t;
+        for (int s = 0; s <= row; ++s) ASSERT_NEAR(f[s], r[s], 1e-6f) << "head " << head << " row " << row << " key " << s;
+      }
+    std::vector<float> dqkv_f(n * 3 * C, NAN), dqkv_r(n * 3 * C);
+    std::fill(scratch.begin(), scratch.end(), NAN);
     fast::attention_backward(dqkv_f.data(), scratch.data(), dout.data(), qkv.data(), att_f.data(), B, t, C, NH);
     ref::attention_backward(dqkv_r.data(), nullptr, dout.data(), qkv.data(), att_r.data(), B, t, C, NH);
     expect_close(dqkv_f, dqkv_r, 1e-5f, "attention dqkv");
