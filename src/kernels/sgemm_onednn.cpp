@@ -85,7 +85,15 @@ struct Product {
 // One per calling thread: its stream, its primitives, its scratchpad.
 class ThreadMatmuls {
  public:
-  ThreadMatmuls() : engine_(dnnl::engine::kind::cpu, 0), stream_(engine_) { omp_set_num_threads(1); }
+  ThreadMatmuls() : engine_(dnnl::engine::kind::cpu, 0), stream_(engine_) {
+    omp_set_num_threads(1);
+    // Each thread keeps its own primitives, so oneDNN's process-wide
+    // primitive cache would only add sharing between the workers (a lookup
+    // under a lock per creation), synchronized inside the library by means
+    // TSan cannot see. Off, once, before this thread's first primitive.
+    static const dnnl_status_t cache_off = dnnl_set_primitive_cache_capacity(0);
+    (void)cache_off;
+  }
 
   void run(const GemmShape& s, const float* a, const float* b, float* c) {
     auto found = products_.find(ShapeKey{s});
