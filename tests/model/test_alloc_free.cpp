@@ -1,0 +1,157 @@
+// "A forward/backward pass allocates nothing" (issue 4), measured: every heap
+// allocation of the process is counted (support/alloc_count.h) while
+// forward, backward and KV-cache generation steps run on a Workspace and a
+// cache made beforehand. One warm-up pass comes first, since the sgemm
+// libraries set up per calling thread and per product shape on first use.
+// The counting itself is checked against allocations made on purpose.
+#include <gtest/gtest.h>
+#include <malloc.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "kernels/sgemm.h"
+#include "model/gpt.h"
+#include "support/alloc_count.h"
+
+namespace cllm::model {
+namespace {
+
+using test::AllocationCount;
+using test::allocations_so_far;
+
+// Keeps the compiler from removing an allocation whose result is unused.
+void escape(void* p) { asm volatile("" : : "g"(p) : "memory"); }
+
+AllocationCount since(const AllocationCount& before) {
+  const AllocationCount now = allocations_so_far();
+  return {now.calls - before.calls, now.bytes - before.bytes, now.mmaps - before.mmaps};
+}
+
+std::string describe(const AllocationCount& c) {
+  return std::to_string(c.calls) + " allocations (" + std::to_string(c.bytes) + " bytes), " +
+         std::to_string(c.mmaps) + " mmap calls";
+}
+
+#define SKIP_IF_NOT_COUNTED()                                                               \
+  if (const char* why = test::allocation_counting_unavailable(); *why != '\0')              \
+  GTEST_SKIP() << "heap allocations cannot be counted in this build: " << why
+
+TEST(AllocationCount, SeesEveryWayToAllocate) {
+  SKIP_IF_NOT_COUNTED();
+  struct alignas(128) Aligned {
+    char bytes[128];
+  };
+  struct Way {
+    const char* name;
+    void (*allocate_and_free)();
+  };
+  const Way ways[] = {
+      {"new", [] { int* p = new int(1); escape(p); delete p; }},
+      {"new[]", [] { int* p = new int[3]; escape(p); delete[] p; }},
+      {"nothrow new", [] { int* p = new (std::nothrow) int(1); escape(p); delete p; }},
+      {"nothrow new[]", [] { int* p = new (std::nothrow) int[3]; escape(p); delete[] p; }},
+      {"aligned new", [] { Aligned* p = new Aligned; escape(p); delete p; }},
+      {"aligned new[]", [] { Aligned* p = new Aligned[2]; escape(p); delete[] p; }},
+      {"aligned nothrow new", [] { Aligned* p = new (std::nothrow) Aligned; escape(p); delete p; }},
+      {"aligned nothrow new[]", [] { Aligned* p = new (std::nothrow) Aligned[2]; escape(p); delete[] p; }},
+      {"malloc", [] { void* p = std::malloc(10); escape(p); std::free(p); }},
+      {"calloc", [] { void* p = std::calloc(2, 10); escape(p); std::free(p); }},
+      {"realloc", [] { void* p = std::realloc(nullptr, 10); escape(p); std::free(p); }},
+      {"reallocarray", [] { void* p = reallocarray(nullptr, 2, 10); escape(p); std::free(p); }},
+      {"posix_memalign", [] { void* p = nullptr; ASSERT_EQ(posix_memalign(&p, 64, 10), 0); escape(p); std::free(p); }},
+      {"aligned_alloc", [] { void* p = std::aligned_alloc(64, 64); escape(p); std::free(p); }},
+      {"memalign", [] { void* p = memalign(64, 10); escape(p); std::free(p); }},
+  };
+  for (const Way& way : ways) {
+    const AllocationCount before = allocations_so_far();
+    way.allocate_and_free();
+    const AllocationCount got = since(before);
+    EXPECT_EQ(got.calls, 1u) << way.name;
+    EXPECT_GT(got.bytes, 0u) << way.name;
+  }
+  const AllocationCount before = allocations_so_far();
+  void* map = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  const AllocationCount got = since(before);
+  ASSERT_NE(map, MAP_FAILED);
+  munmap(map, 4096);
+  EXPECT_EQ(got.calls, 0u);
+  EXPECT_EQ(got.mmaps, test::mmap_counted() ? 1u : 0u);
+}
+
+// Products from 4 K to 8 M multiply-adds, so the sgemm libraries' small- and
+// large-product paths both run; two attention row blocks of 64.
+const Config kConfig{256, 1, 128, 4, 128};
+constexpr int kSeq = 128;
+constexpr int kPasses = 2, kSteps = 8;
+
+TEST(AllocationFree, TrainingPassAndGenerationStep) {
+  SKIP_IF_NOT_COUNTED();
+  const ParamLayout layout(kConfig);
+  std::vector<float> params(layout.total()), grad(layout.total());
+  init_params(layout, params.data(), 1);
+  std::vector<std::int32_t> tokens(kSeq), targets(kSeq);
+  for (int i = 0; i < kSeq; ++i) {
+    tokens[static_cast<std::size_t>(i)] = (7 * i) % kConfig.vocab;
+    targets[static_cast<std::size_t>(i)] = (7 * i + 1) % kConfig.vocab;
+  }
+  Workspace ws(kConfig, 1, kSeq);
+  KvCache cache(kConfig);
+  auto train_pass = [&](AllocationCount& in_forward, AllocationCount& in_backward) {
+    AllocationCount before = allocations_so_far();
+    forward(layout, params.data(), tokens.data(), targets.data(), 1, kSeq, ws);
+    in_forward = since(before);
+    before = allocations_so_far();
+    backward(layout, params.data(), grad.data(), 1.0f, false, ws);
+    in_backward = since(before);
+  };
+  AllocationCount warm_forward, warm_backward, fwd[kPasses], bwd[kPasses];
+  train_pass(warm_forward, warm_backward);
+  for (int i = 0; i < kPasses; ++i) train_pass(fwd[i], bwd[i]);
+  cache.step(layout, params.data(), tokens[0]);
+  AllocationCount before = allocations_so_far();
+  for (int t = 1; t <= kSteps; ++t) cache.step(layout, params.data(), tokens[static_cast<std::size_t>(t)]);
+  const AllocationCount steps = since(before);
+
+  const std::string backend = "sgemm backend " + std::string(kernels::gemm_backend_name(kernels::gemm_backend()));
+  for (int i = 0; i < kPasses; ++i) {
+    EXPECT_TRUE(fwd[i].calls == 0 && fwd[i].mmaps == 0)
+        << backend << ", forward " << i + 1 << " after the warm-up: " << describe(fwd[i]);
+    EXPECT_TRUE(bwd[i].calls == 0 && bwd[i].mmaps == 0)
+        << backend << ", backward " << i + 1 << " after the warm-up: " << describe(bwd[i]);
+  }
+  EXPECT_TRUE(steps.calls == 0 && steps.mmaps == 0)
+      << backend << ", " << kSteps << " KV-cache steps after the first: " << describe(steps);
+  std::printf("%s: warm-up forward %s, backward %s\n", backend.c_str(), describe(warm_forward).c_str(),
+              describe(warm_backward).c_str());
+}
+
+// gemm_backend() reads CLLM_GEMM once per process, so each backend runs the
+// test above in a child process of this program.
+TEST(AllocationFree, EveryGemmBackend) {
+  SKIP_IF_NOT_COUNTED();
+  const std::string self = std::filesystem::read_symlink("/proc/self/exe");
+  for (const kernels::GemmBackend b : kernels::available_gemm_backends()) {
+    const std::string name(kernels::gemm_backend_name(b));
+    const std::string command =
+        "CLLM_GEMM=" + name + " '" + self + "' --gtest_filter=AllocationFree.TrainingPassAndGenerationStep 2>&1";
+    FILE* child = popen(command.c_str(), "r");
+    ASSERT_NE(child, nullptr) << command;
+    std::string output;
+    char buf[4096];
+    for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, child)) > 0;) output.append(buf, n);
+    const int status = pclose(child);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
+                output.find("[  PASSED  ] 1 test.") != std::string::npos)
+        << command << "\n" << output;
+  }
+}
+
+}  // namespace
+}  // namespace cllm::model
