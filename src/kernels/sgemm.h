@@ -5,7 +5,8 @@
 // its own data, so a backend must never spawn threads of its own.
 //
 // Backends: naive (the oracle), openblas (cblas_sgemm, one thread) and onednn
-// (dnnl_sgemm, one OpenMP thread per caller). The environment variable
+// (brgemm matmul primitives for small products, dnnl_sgemm for large ones;
+// one OpenMP thread per caller; see sgemm_onednn.cpp). The environment variable
 // CLLM_GEMM=auto|onednn|openblas|naive picks the one sgemm() uses, once per
 // process; auto is the backend measured fastest in the per-worker setting.
 #pragma once
