@@ -10,6 +10,15 @@
 // raw measurements; the parent derives speedup, efficiency and time per
 // epoch, prints the table (or JSON Lines) and draws the plots.
 //
+// Under mpirun with P > 1 processes the pipeline rows run data-parallel
+// (dist::DataParallelStep, as `cllm train` does) and add the all-reduce time
+// and the part of it hidden behind the local reduction. Those rows run inside
+// each rank's own process, not in children: a re-executed child cannot join
+// the ranks' MPI job (MPI_Init once per process, and the job's processes are
+// the ones mpirun started), so there peak RSS is the process's high-water
+// mark so far and earlier rows warm caches for later ones. The baseline has
+// no data-parallel form and is not run then. Rank 0 alone prints.
+//
 // Designs:
 //   pipeline  what `cllm train` runs: persistent workers, dynamic queue,
 //             lock-free streaming segment reduce, segment-parallel AdamW.
@@ -39,6 +48,8 @@
 
 #include "cli/bench_configs.h"
 #include "cli/commands.h"
+#include "dist/data_parallel.h"
+#include "dist/process_group.h"
 #include "kernels/kernels.h"
 #include "model/gpt.h"
 #include "optim/adamw.h"
@@ -115,6 +126,8 @@ struct Measurement {
   double busy_thread_s = 0, idle_thread_s = 0;  // within the compute + reduce phase
   double cpu_s = 0, peak_rss_mib = 0, final_loss = 0;
   std::size_t blocking_locks = 0, threads_created = 0;
+  int ranks = 1;                                   // processes in the data-parallel step
+  double allreduce_s = 0, hidden_allreduce_s = 0;  // 0 with one process
 };
 
 nlohmann::json to_json(const Measurement& m) {
@@ -122,7 +135,8 @@ nlohmann::json to_json(const Measurement& m) {
           {"step_s", m.step_s}, {"phase_s", m.phase_s}, {"accumulate_s", m.accumulate_s}, {"exposed_s", m.exposed_s},
           {"optimizer_s", m.optimizer_s}, {"busy_thread_s", m.busy_thread_s}, {"idle_thread_s", m.idle_thread_s},
           {"cpu_s", m.cpu_s}, {"peak_rss_mib", m.peak_rss_mib}, {"final_loss", m.final_loss},
-          {"blocking_locks", m.blocking_locks}, {"threads_created", m.threads_created}};
+          {"blocking_locks", m.blocking_locks}, {"threads_created", m.threads_created}, {"ranks", m.ranks},
+          {"allreduce_s", m.allreduce_s}, {"hidden_allreduce_s", m.hidden_allreduce_s}};
 }
 
 Measurement from_json(const nlohmann::json& j) {
@@ -134,11 +148,13 @@ Measurement from_json(const nlohmann::json& j) {
   m.busy_thread_s = j.at("busy_thread_s"), m.idle_thread_s = j.at("idle_thread_s");
   m.cpu_s = j.at("cpu_s"), m.peak_rss_mib = j.at("peak_rss_mib"), m.final_loss = j.at("final_loss");
   m.blocking_locks = j.at("blocking_locks"), m.threads_created = j.at("threads_created");
+  m.ranks = j.at("ranks"), m.allreduce_s = j.at("allreduce_s"), m.hidden_allreduce_s = j.at("hidden_allreduce_s");
   return m;
 }
 
-// The child: --warmup untimed then --steps timed optimizer steps of one design.
-Measurement run_one(const Options& o, const std::string& design, std::size_t threads) {
+// --warmup untimed then --steps timed optimizer steps of one design; the
+// pipeline's split over group's processes (every rank calls this alike).
+Measurement run_one(const Options& o, const std::string& design, std::size_t threads, dist::ProcessGroup& group) {
   const NamedConfig nc = named_config(o.config);
   const model::ParamLayout layout(nc.config);
   const int T = nc.config.context, B = o.batch;
@@ -182,17 +198,20 @@ Measurement run_one(const Options& o, const std::string& design, std::size_t thr
   m.design = design;
   m.threads = threads;
   m.lanes = lanes;
+  m.ranks = group.size();
   m.tokens_per_step = K * static_cast<std::size_t>(B) * static_cast<std::size_t>(T);
   double cpu_start = 0;
   const auto total_steps = static_cast<std::size_t>(o.warmup + o.steps);
   if (design == "pipeline") {
     parallel::GradientPipeline pipeline(n, {.threads = threads, .lanes = lanes});
+    dist::DataParallelStep data_parallel(group, pipeline, K);  // with one process: pipeline.step
     pipeline.for_each_lane([&](std::size_t w) { workers[w] = std::make_unique<WorkerState>(nc.config, B, T); });
     for (; step < total_steps; ++step) {
       if (step == static_cast<std::size_t>(o.warmup)) cpu_start = train::process_usage().cpu_seconds;
-      const parallel::StepStats st = pipeline.step(K, work, params.data(), adamw, kLr, kClip);
+      const parallel::StepStats st = data_parallel.step(work, params.data(), adamw, kLr, kClip);
       m.final_loss = st.loss_sum;
       if (step < static_cast<std::size_t>(o.warmup)) continue;
+      m.allreduce_s += data_parallel.allreduce_seconds(), m.hidden_allreduce_s += data_parallel.hidden_allreduce_seconds();
       m.step_s += st.seconds, m.phase_s += st.reduce_phase_seconds, m.accumulate_s += st.accumulate_seconds;
       m.exposed_s += st.exposed_accumulate_seconds, m.optimizer_s += st.optimizer_seconds;
       for (const double idle : st.idle_seconds) {
@@ -287,6 +306,7 @@ struct Row {
   double step_ms = 0, accumulate_ms = 0, exposed_ms = 0, exposed_pct = 0, optimizer_ms = 0, idle_pct = 0;
   double compute_ms = 0, idle_ms = 0;  // the step-time breakdown's other parts
   double locks_per_step = 0, threads_created_per_step = 0, cpu_util_pct = 0;
+  double allreduce_ms = 0, hidden_allreduce_ms = 0, hidden_allreduce_pct = 0;  // 0 with one process
 };
 
 Row derive(const Measurement& m, double reference_tokens_per_s, std::size_t reference_threads, double epoch_tokens,
@@ -315,6 +335,9 @@ Row derive(const Measurement& m, double reference_tokens_per_s, std::size_t refe
   r.locks_per_step = static_cast<double>(m.blocking_locks) / steps;
   r.threads_created_per_step = static_cast<double>(m.threads_created) / steps;
   r.cpu_util_pct = 100.0 * m.cpu_s / (m.step_s * static_cast<double>(std::min<std::size_t>(m.threads, cores)));
+  r.allreduce_ms = m.allreduce_s / steps * 1e3;
+  r.hidden_allreduce_ms = m.hidden_allreduce_s / steps * 1e3;
+  r.hidden_allreduce_pct = m.allreduce_s > 0 ? 100.0 * m.hidden_allreduce_s / m.allreduce_s : 0.0;
   return r;
 }
 
@@ -344,20 +367,29 @@ nlohmann::json row_json(const Row& r, const Options& o, const std::string& comma
           {"threads_created_per_step", r.threads_created_per_step},
           {"cpu_util_pct", r.cpu_util_pct},
           {"peak_rss_mib", r.m.peak_rss_mib},
-          {"final_loss", r.m.final_loss}};
+          {"final_loss", r.m.final_loss},
+          {"ranks", r.m.ranks},
+          {"allreduce_ms", r.allreduce_ms},
+          {"hidden_allreduce_ms", r.hidden_allreduce_ms},
+          {"hidden_allreduce_pct", r.hidden_allreduce_pct}};
 }
 
-void print_header() {
-  std::printf("%-8s %7s %5s %10s %7s %5s %9s %9s %9s %14s %8s %6s %8s %5s %8s %7s\n", "design", "threads", "lanes", "tokens/s",
+// The all-reduce columns only with several processes.
+void print_header(bool all_reduce) {
+  std::printf("%-8s %7s %5s %10s %7s %5s %9s %9s %9s %14s %8s %6s %8s %5s %8s %7s", "design", "threads", "lanes", "tokens/s",
               "speedup", "eff", "epoch s", "step ms", "accum ms", "exposed ms (%)", "optim ms", "idle%", "locks/st",
               "cpu%", "RSS MiB", "loss");
+  if (all_reduce) std::printf(" %9s %15s", "allred ms", "hidden ms (%)");
+  std::printf("\n");
 }
 
 void print_row(const Row& r) {
-  std::printf("%-8s %5zu%-2s %5zu %10.0f %6.2fx %4.0f%% %9.1f %9.1f %9.2f %7.2f (%4.1f) %8.2f %6.1f %8.0f %5.0f %8.1f %7.4f\n",
+  std::printf("%-8s %5zu%-2s %5zu %10.0f %6.2fx %4.0f%% %9.1f %9.1f %9.2f %7.2f (%4.1f) %8.2f %6.1f %8.0f %5.0f %8.1f %7.4f",
               r.m.design.c_str(), r.m.threads, r.oversubscribed ? " *" : "", r.m.lanes, r.tokens_per_s, r.speedup,
               100.0 * r.efficiency, r.epoch_s, r.step_ms, r.accumulate_ms, r.exposed_ms, r.exposed_pct, r.optimizer_ms,
               r.idle_pct, r.locks_per_step, r.cpu_util_pct, r.m.peak_rss_mib, r.m.final_loss);
+  if (r.m.ranks > 1) std::printf(" %9.2f %8.2f (%4.1f)", r.allreduce_ms, r.hidden_allreduce_ms, r.hidden_allreduce_pct);
+  std::printf("\n");
   std::fflush(stdout);
 }
 
@@ -406,27 +438,46 @@ void run_sweep(const Options& o) {
       "--seed {}{}{}{}",
       o.config, o.threads, o.steps, o.warmup, o.accum, o.batch, o.epoch_tokens, o.seed, o.baseline ? "" : " --no-baseline",
       o.json ? " --json" : "", o.plot.empty() ? "" : " --plot " + o.plot);
+  dist::ProcessGroup& group = dist::world();  // MPI only when mpirun started this process
+  const bool distributed = group.size() > 1;
+  if (!group.is_root() && !std::freopen("/dev/null", "w", stdout))  // rank 0 alone prints
+    throw std::runtime_error("cannot silence stdout on rank " + std::to_string(group.rank()));
   if (!o.json) {
     std::printf("command: %s\n", command.c_str());
     std::printf("config %s: layers %d, dim %d, heads %d, context %d, vocab %d; a step is %d micro-batches x %d seq x %d "
-                "tokens = %d tokens, whatever the thread count\n",
+                "tokens = %d tokens, whatever the thread and process count\n",
                 o.config.c_str(), nc.config.layers, nc.config.dim, nc.config.heads, nc.config.context, nc.config.vocab,
                 o.accum, o.batch, nc.config.context, o.accum * o.batch * nc.config.context);
-    std::printf("%u hardware threads (* = oversubscribed; lanes = threads that compute); each row is a fresh process: %d warm-up + %d timed steps; SIMD "
+    std::printf("%u hardware threads (* = oversubscribed; lanes = threads that compute); each row is %s: %d warm-up + %d timed steps; SIMD "
                 "%s\n",
-                cores, o.warmup, o.steps, std::string(kernels::target_name(kernels::active().target)).c_str());
+                cores, distributed ? "run in every rank's own process (RSS: high-water mark so far)" : "a fresh process",
+                o.warmup, o.steps, std::string(kernels::target_name(kernels::active().target)).c_str());
+    if (distributed)
+      std::printf("%d processes (mpirun), each with the row's threads; micro-batch k on rank k mod %d; figures of rank 0; "
+                  "baseline not run (one process only); allred ms = all-reduce wall time, hidden = the part behind the "
+                  "local reduction (%% of allred); optim ms includes waiting for the all-reduce\n",
+                  group.size(), group.size());
     std::printf("speedup/efficiency: against the pipeline at %zu threads; epoch = %.0f tokens; accum ms = thread-time "
                 "adding gradients; exposed = accumulation after the last compute; cpu%% = CPU time / (wall x "
                 "min(threads, cores))\n",
                 threads.front(), o.epoch_tokens);
-    print_header();
+    print_header(distributed);
   }
   std::vector<Row> rows;
   double reference_tps = 0;
   for (const std::string design : {"pipeline", "baseline"}) {
-    if (design == "baseline" && !o.baseline) continue;
+    if (design == "baseline" && (!o.baseline || distributed)) continue;
     for (std::size_t t : threads) {
-      const Measurement m = run_child(o, design, t);
+      Measurement m;
+      if (!distributed) {
+        m = run_child(o, design, t);
+      } else {
+        try {
+          m = run_one(o, design, t, group);
+        } catch (const std::exception& e) {
+          group.abort(e.what());  // the other ranks wait in an all-reduce: end them all, never a hang
+        }
+      }
       if (rows.empty()) reference_tps = static_cast<double>(m.tokens_per_step) * static_cast<double>(m.steps) / m.step_s;
       rows.push_back(derive(m, reference_tps, threads.front(), o.epoch_tokens, cores));
       if (o.json) {
@@ -437,7 +488,7 @@ void run_sweep(const Options& o) {
       }
     }
   }
-  if (!o.plot.empty()) {
+  if (!o.plot.empty() && group.is_root()) {
     report::write_svg(o.plot, scaling_charts(rows, threads, o.config));
     if (!o.json) std::printf("wrote %s\n", o.plot.c_str());
   }
@@ -472,7 +523,9 @@ void add_bench_scaling_command(CLI::App& bench) {
     if (opt->child.empty()) return run_sweep(*opt);
     const std::vector<std::size_t> threads = parse_threads(opt->threads);
     if (threads.size() != 1) throw std::invalid_argument("--child runs one thread count");
-    std::printf("%s\n", to_json(run_one(*opt, opt->child, threads.front())).dump().c_str());
+    // Never MPI: children run only where the parent is the job's one process.
+    const auto single = dist::make_single_process_group();
+    std::printf("%s\n", to_json(run_one(*opt, opt->child, threads.front(), *single)).dump().c_str());
   });
 }
 
