@@ -29,6 +29,14 @@ struct Result {
   std::string out, err;
 };
 
+// One JSON object per line, as --json prints them.
+std::vector<nlohmann::json> json_lines(const std::string& text) {
+  std::vector<nlohmann::json> rows;
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) rows.push_back(nlohmann::json::parse(line));
+  return rows;
+}
+
 std::string slurp(const fs::path& p) {
   std::ifstream in(p);
   std::stringstream ss;
@@ -77,9 +85,7 @@ TEST_F(BenchTest, KernelsJsonHasEveryKernelPerTargetAgainstTheSameRunsMemcpy) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   std::map<std::uint64_t, double> memcpy_by_buffer;  // the reference of each buffer size
   std::set<std::pair<std::string, std::string>> measured;  // (kernel, target)
-  std::vector<nlohmann::json> rows;
-  std::istringstream lines(r.out);
-  for (std::string line; std::getline(lines, line);) rows.push_back(nlohmann::json::parse(line));
+  const std::vector<nlohmann::json> rows = json_lines(r.out);
   for (const auto& row : rows) {
     for (const char* field : {"kernel", "target", "n_sources", "bytes", "seconds", "gb_per_s", "memcpy_gb_per_s",
                               "buffer_bytes", "command"})
@@ -113,9 +119,7 @@ TEST_F(BenchTest, ScalingSmokeRunPrintsOneJsonRowPerRunAndAParsableSvg) {
   const Result r = cllm("bench scaling --config tiny --threads 1,2,4 --steps 2 --warmup 1 --accum 8 --json --plot " +
                      svg.string());
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  std::vector<nlohmann::json> rows;
-  std::istringstream lines(r.out);
-  for (std::string line; std::getline(lines, line);) rows.push_back(nlohmann::json::parse(line));
+  const std::vector<nlohmann::json> rows = json_lines(r.out);
   ASSERT_EQ(rows.size(), 6u) << r.out;  // pipeline and baseline at 1, 2, 4 threads
   const std::size_t expected_threads[] = {1, 2, 4, 1, 2, 4};
   const unsigned cores = std::thread::hardware_concurrency();
@@ -165,9 +169,7 @@ TEST_F(BenchTest, PipelineTakesNoLockAndTheBaselineOnePerMicroBatch) {
   const Result r = shell("CLLM_GEMM=naive " + std::string(CLLM_BINARY) +
                          " bench scaling --config tiny --threads 2 --steps 2 --warmup 1 --accum 3 --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  std::vector<nlohmann::json> rows;
-  std::istringstream lines(r.out);
-  for (std::string line; std::getline(lines, line);) rows.push_back(nlohmann::json::parse(line));
+  const std::vector<nlohmann::json> rows = json_lines(r.out);
   ASSERT_EQ(rows.size(), 2u) << r.out;
   EXPECT_EQ(rows[0]["design"], "pipeline");
   EXPECT_EQ(rows[0]["blocking_locks_per_step"], 0.0);
@@ -193,6 +195,42 @@ TEST_F(BenchTest, ScalingRejectsBadFlags) {
   r = cllm("bench scaling --config tiny --threads 1 --plot /nonexistent-dir/x.svg");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("does not exist"), std::string::npos) << r.err;
+}
+
+// Under mpirun -np 2 the pipeline rows run data-parallel: rank 0 alone prints
+// one row per thread count (no baseline), with the all-reduce time and its
+// hidden part; the loss is the single-process run's, where those fields are 0.
+TEST_F(BenchTest, ScalingUnderMpirunReportsAllReduceTimeAndTheHiddenPart) {
+  if (std::string(CLLM_MPIRUN_NP2).empty()) GTEST_SKIP() << "built without MPI";
+  const std::string args = "bench scaling --config tiny --threads 1,2 --steps 2 --warmup 1 --accum 8 --json";
+  const Result r = shell(std::string(CLLM_MPIRUN_NP2) + " " + CLLM_BINARY + " " + args);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::vector<nlohmann::json> rows = json_lines(r.out);
+  ASSERT_EQ(rows.size(), 2u) << r.out;
+  const Result one = cllm(args + " --no-baseline");
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  const std::vector<nlohmann::json> single = json_lines(one.out);
+  ASSERT_EQ(single.size(), 2u) << one.out;
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const auto& row = rows[i];
+    for (const char* field : {"ranks", "allreduce_ms", "hidden_allreduce_ms", "hidden_allreduce_pct", "step_ms", "final_loss"})
+      ASSERT_TRUE(row.contains(field)) << field << " missing in " << row.dump();
+    EXPECT_EQ(row["design"], "pipeline");
+    EXPECT_EQ(row["threads"], i + 1);
+    EXPECT_EQ(row["ranks"], 2);
+    EXPECT_EQ(row["tokens_per_step"], 8 * 64);  // the global batch, split over the ranks
+    const double allreduce = row["allreduce_ms"], hidden = row["hidden_allreduce_ms"];
+    EXPECT_GT(allreduce, 0.0) << row.dump();
+    EXPECT_GE(allreduce, hidden) << row.dump();
+    EXPECT_GE(hidden, 0.0) << row.dump();
+    EXPECT_LE(allreduce, row["step_ms"].get<double>()) << row.dump();  // inside the step
+    EXPECT_NEAR(row["hidden_allreduce_pct"].get<double>(), 100.0 * hidden / allreduce, 1e-9);
+    EXPECT_NEAR(row["final_loss"].get<double>(), single[i]["final_loss"].get<double>(), 1e-4);
+    EXPECT_EQ(single[i]["ranks"], 1);
+    EXPECT_EQ(single[i]["allreduce_ms"], 0.0);
+    EXPECT_EQ(single[i]["hidden_allreduce_ms"], 0.0);
+    EXPECT_EQ(single[i]["hidden_allreduce_pct"], 0.0);
+  }
 }
 
 TEST_F(BenchTest, PlotDrawsTrainAndValidationLoss) {
