@@ -498,7 +498,8 @@ void run_sweep(const Options& o) {
 
 void add_bench_scaling_command(CLI::App& bench) {
   CLI::App* cmd = bench.add_subcommand(
-      "scaling", "Training throughput against threads: gradient pipeline vs the plan's baseline, plan metrics, plots");
+      "scaling", "Training throughput against threads: gradient pipeline vs the plan's baseline, plan metrics, plots; "
+      "under mpirun, data-parallel with the all-reduce time and its hidden part");
   auto opt = std::make_shared<Options>();
   cmd->add_option("--config", opt->config, "Model: tiny, small or medium")->capture_default_str();
   cmd->add_option("--threads", opt->threads, "Comma-separated thread counts (the first is the reference)")
@@ -512,7 +513,7 @@ void add_bench_scaling_command(CLI::App& bench) {
   cmd->add_option("--epoch-tokens", opt->epoch_tokens, "Corpus size for the time-per-epoch column")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  cmd->add_flag("--baseline,!--no-baseline", opt->baseline, "Also run the plan's baseline design (default: on)");
+  cmd->add_flag("--baseline,!--no-baseline", opt->baseline, "Also run the plan's baseline design (default: on; never under mpirun with P > 1)");
   cmd->add_flag("--json", opt->json, "Print one JSON object per row instead of the table");
   cmd->add_option("--plot", opt->plot, "Write throughput, efficiency and step-time breakdown charts to this SVG file");
   cmd->add_option("--seed", opt->seed, "Seed of the weights and the generated corpus")->capture_default_str();
