@@ -24,6 +24,8 @@
 #include <oneapi/dnnl/dnnl.hpp>
 #include <oneapi/dnnl/dnnl_debug.h>
 
+#include <charconv>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -36,8 +38,27 @@
 namespace cllm::kernels::detail {
 namespace {
 
-// Products above this many multiply-adds go to dnnl_sgemm (see above).
-constexpr double kLargestMatmulProduct = 1 << 22;
+// Products above this many multiply-adds go to dnnl_sgemm (see above);
+// CLLM_ONEDNN_MATMUL_MAX overrides it, to measure the split on another CPU
+// (0: dnnl_sgemm for every product; 1e30: brgemm for every dense one).
+constexpr double kDefaultMatmulMax = 1 << 22;
+
+double matmul_max() {
+  static const double limit = [] {
+    const char* env = std::getenv("CLLM_ONEDNN_MATMUL_MAX");
+    if (env == nullptr || *env == '\0') return kDefaultMatmulMax;
+    const std::string_view text(env);
+    double value = -1;
+    const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (error != std::errc() || end != text.data() + text.size() || !(value >= 0)) {
+      throw std::invalid_argument("CLLM_ONEDNN_MATMUL_MAX='" + std::string(text) +
+                                  "' is not a number of multiply-adds >= 0 (default " +
+                                  std::to_string(static_cast<long>(kDefaultMatmulMax)) + ")");
+    }
+    return value;
+  }();
+  return limit;
+}
 
 void check(dnnl_status_t status, const char* what, const GemmShape& s) {
   if (status == dnnl_success) return;
@@ -119,7 +140,7 @@ class ThreadMatmuls {
  private:
   Product create(const GemmShape& s) {
     Product p;
-    if (static_cast<double>(s.m) * s.n * s.k > kLargestMatmulProduct) return p;
+    if (static_cast<double>(s.m) * s.n * s.k > matmul_max()) return p;
     const auto a_md = matrix_desc(s.trans_a ? s.k : s.m, s.trans_a ? s.m : s.k, s.lda, s.trans_a);
     const auto b_md = matrix_desc(s.trans_b ? s.n : s.k, s.trans_b ? s.k : s.n, s.ldb, s.trans_b);
     const auto c_md = matrix_desc(s.m, s.n, s.ldc, false);
@@ -158,10 +179,14 @@ void sgemm_onednn(const GemmShape& s, const float* a, const float* b, float* c) 
 }
 
 std::string onednn_description() {
+  const auto shortest = [](double x) {
+    char text[32];
+    return std::string(text, std::to_chars(text, text + sizeof text, x).ptr);
+  };
   const dnnl_version_t* v = dnnl_version();
   return "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch) +
-         " (brgemm matmul up to 4 M multiply-adds, dnnl_sgemm above), kernels for " +
-         dnnl_cpu_isa2str(dnnl_get_effective_cpu_isa());
+         " (brgemm matmul up to " + shortest(matmul_max()) +
+         " multiply-adds, dnnl_sgemm above), kernels for " + dnnl_cpu_isa2str(dnnl_get_effective_cpu_isa());
 }
 
 }  // namespace cllm::kernels::detail

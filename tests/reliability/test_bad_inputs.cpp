@@ -289,5 +289,28 @@ TEST(CllmInfo, UnknownSgemmBackendIsAClearError) {
   EXPECT_NE(r.output.find("CLLM_GEMM='bogus' is not a sgemm backend"), std::string::npos) << r.output;
 }
 
+// The onednn backend's split between its two paths (sgemm_onednn.cpp) can be
+// moved by CLLM_ONEDNN_MATMUL_MAX; `cllm info` shows it, nonsense is an error.
+TEST(CllmInfo, OnednnMatmulLimitIsShownAndNonsenseIsAClearError) {
+  const RunResult plain = run_cllm({"info"}, [] { ::setenv("CLLM_GEMM", "onednn", 1); });
+  if (plain.exit_code != 0 && plain.output.find("no such sgemm backend") != std::string::npos)
+    GTEST_SKIP() << "this build has no onednn backend";
+  ASSERT_EQ(plain.exit_code, 0) << plain.output;
+  EXPECT_NE(plain.output.find("brgemm matmul up to 4194304 multiply-adds"), std::string::npos) << plain.output;
+  const RunResult moved = run_cllm({"info"}, [] {
+    ::setenv("CLLM_GEMM", "onednn", 1);
+    ::setenv("CLLM_ONEDNN_MATMUL_MAX", "1e30", 1);
+  });
+  ASSERT_EQ(moved.exit_code, 0) << moved.output;
+  EXPECT_NE(moved.output.find("brgemm matmul up to 1e+30 multiply-adds"), std::string::npos) << moved.output;
+  const RunResult bad = run_cllm({"info"}, [] {
+    ::setenv("CLLM_GEMM", "onednn", 1);
+    ::setenv("CLLM_ONEDNN_MATMUL_MAX", "-5", 1);
+  });
+  EXPECT_TRUE(clean_failure(bad)) << describe(bad) << "\n" << bad.output;
+  EXPECT_NE(bad.output.find("CLLM_ONEDNN_MATMUL_MAX='-5' is not a number of multiply-adds >= 0"), std::string::npos)
+      << bad.output;
+}
+
 }  // namespace
 }  // namespace cllm::reliability
