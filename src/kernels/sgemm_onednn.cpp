@@ -1,18 +1,19 @@
-// oneDNN backend: small products through a matmul primitive per shape,
-// cached per calling thread; large ones, and shapes without a brgemm kernel,
-// through dnnl_sgemm.
+// oneDNN backend: products up to 2^26 multiply-adds through a matmul
+// primitive per shape, cached per calling thread; larger ones, and shapes
+// without a brgemm kernel, through dnnl_sgemm.
 //
 // Why two paths: dnnl_sgemm takes a process-wide mutex on every call
 // (gemm_info_t::jit_init's kern_mutex in oneDNN 2.6, added there to calm a
 // TSan report), a lock operation per product that parallel/lock_count counts;
 // the brgemm matmul takes none once created, and has less per-call overhead.
-// Attention issues many small products (a block of 64 query rows per head),
-// where that matters and brgemm was as fast or faster. On the large
-// linear-layer products dnnl_sgemm was up to 15% faster (forward with a wide
-// output, e.g. 1024x1152x384: 0.84-0.91 of its GFLOP/s in brgemm, Zen 4), and
-// there its lock is one per 50 M+ multiply-adds, uncontended in practice.
-// The split is by size only, so a shape always takes the same path and the
-// results stay bitwise repeatable.
+// `cllm bench model` with CLLM_ONEDNN_MATMUL_MAX at 0, 2^22 and 1e30
+// (docs/BENCHMARKS.md, section 4; Zen 4): brgemm everywhere was ~15% faster on
+// tiny (all products up to 2^26) and as fast on small, but dnnl_sgemm was
+// 4-8% faster on medium's products (151 M multiply-adds and up; forward with
+// a wide output, e.g. 1024x1152x384, ran at 0.84-0.91 of its GFLOP/s in
+// brgemm). Above 2^26 the lock is one per 67 M+ multiply-adds, uncontended in
+// practice. The split is by size only, so a shape always takes the same path
+// and the results stay bitwise repeatable.
 //
 // Debian's libdnnl is built with OpenMP: oneDNN called from a plain thread
 // would start an OpenMP team of omp_get_max_threads() threads per caller,
@@ -27,6 +28,8 @@
 #include <charconv>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -41,7 +44,7 @@ namespace {
 // Products above this many multiply-adds go to dnnl_sgemm (see above);
 // CLLM_ONEDNN_MATMUL_MAX overrides it, to measure the split on another CPU
 // (0: dnnl_sgemm for every product; 1e30: brgemm for every dense one).
-constexpr double kDefaultMatmulMax = 1 << 22;
+constexpr double kDefaultMatmulMax = 1 << 26;
 
 double matmul_max() {
   static const double limit = [] {
@@ -98,29 +101,81 @@ dnnl::memory::desc matrix_desc(int rows, int cols, int ld, bool transposed) {
                     : dnnl::memory::desc(dims{rows, cols}, dnnl::memory::data_type::f32, dims{ld, 1});
 }
 
-struct Product {
-  dnnl::matmul primitive;  // empty: no brgemm kernel, use dnnl_sgemm
-  dnnl::memory a, b, c, scratchpad;
+// A shape's primitive, created once for the process: threads come and go (the
+// plan's baseline starts a thread per micro-batch) and creating one JITs code.
+// A primitive may run on several threads at once, each with its own memory
+// objects and scratchpad.
+struct SharedProduct {
+  dnnl::matmul primitive;  // empty: no brgemm kernel for the shape, use dnnl_sgemm
+  dnnl::memory::desc a, b, c, scratchpad;
 };
 
-// One per calling thread: its stream, its primitives, its scratchpad.
-class ThreadMatmuls {
+class SharedProducts {
  public:
-  ThreadMatmuls() : engine_(dnnl::engine::kind::cpu, 0), stream_(engine_) {
-    omp_set_num_threads(1);
-    // Each thread keeps its own primitives, so oneDNN's process-wide
-    // primitive cache would only add sharing between the workers (a lookup
-    // under a lock per creation), synchronized inside the library by means
-    // TSan cannot see. Off, once, before this thread's first primitive.
-    static const dnnl_status_t cache_off = dnnl_set_primitive_cache_capacity(0);
-    (void)cache_off;
+  static SharedProducts& instance() {
+    static SharedProducts* const products = new SharedProducts;  // never destroyed: threads may outlive exit
+    return *products;
   }
+
+  const dnnl::engine& engine() const { return engine_; }
+
+  // Locks a mutex: once per shape per thread (ThreadProducts keeps the answer).
+  const SharedProduct& get(const GemmShape& s) {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    auto found = products_.find(ShapeKey{s});
+    if (found == products_.end()) found = products_.emplace(ShapeKey{s}, create(s)).first;
+    return *found->second;
+  }
+
+ private:
+  SharedProducts() : engine_(dnnl::engine::kind::cpu, 0) {
+    // This registry is the cache: oneDNN's own would only add sharing between
+    // the workers, synchronized inside the library where TSan cannot see it.
+    dnnl_set_primitive_cache_capacity(0);
+  }
+
+  std::unique_ptr<SharedProduct> create(const GemmShape& s) const {
+    auto p = std::make_unique<SharedProduct>();
+    if (static_cast<double>(s.m) * s.n * s.k > matmul_max()) return p;
+    p->a = matrix_desc(s.trans_a ? s.k : s.m, s.trans_a ? s.m : s.k, s.lda, s.trans_a);
+    p->b = matrix_desc(s.trans_b ? s.n : s.k, s.trans_b ? s.k : s.n, s.ldb, s.trans_b);
+    p->c = matrix_desc(s.m, s.n, s.ldc, false);
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);  // the thread's, sized once: no allocation per call
+    if (s.alpha != 1.0f) attr.set_output_scales(0, {s.alpha});
+    if (s.beta != 0.0f) {
+      dnnl::post_ops ops;
+      ops.append_sum(s.beta);  // C = alpha * A B + beta * C
+      attr.set_post_ops(ops);
+    }
+    try {
+      const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(p->a, p->b, p->c), attr, engine_);
+      if (!std::string_view(pd.impl_info_str()).starts_with("brg")) return p;
+      p->primitive = dnnl::matmul(pd);
+      p->scratchpad = pd.scratchpad_desc();
+    } catch (const dnnl::error&) {
+      // no matmul for this shape: dnnl_sgemm takes it
+    }
+    return p;
+  }
+
+  dnnl::engine engine_;
+  std::mutex mutex_;
+  std::unordered_map<ShapeKey, std::unique_ptr<SharedProduct>, ShapeHash> products_;
+};
+
+// One per calling thread: its stream, and per shape its memory objects and
+// scratchpad around the shared primitive. After a thread's first product of
+// a shape, running it takes no lock and allocates nothing of ours.
+class ThreadProducts {
+ public:
+  ThreadProducts() : stream_(SharedProducts::instance().engine()) { omp_set_num_threads(1); }
 
   void run(const GemmShape& s, const float* a, const float* b, float* c) {
     auto found = products_.find(ShapeKey{s});
-    if (found == products_.end()) found = products_.emplace(ShapeKey{s}, create(s)).first;
+    if (found == products_.end()) found = products_.emplace(ShapeKey{s}, bind(SharedProducts::instance().get(s))).first;
     Product& p = found->second;
-    if (!p.primitive) {
+    if (!p.shared->primitive) {
       check(dnnl_sgemm(s.trans_a ? 'T' : 'N', s.trans_b ? 'T' : 'N', s.m, s.n, s.k, s.alpha, a, s.lda, b, s.ldb,
                        s.beta, c, s.ldc),
             "dnnl_sgemm", s);
@@ -134,39 +189,26 @@ class ThreadMatmuls {
                                     {DNNL_ARG_WEIGHTS, p.b.get()},
                                     {DNNL_ARG_DST, p.c.get()},
                                     {DNNL_ARG_SCRATCHPAD, p.scratchpad.get()}};
-    check(dnnl_primitive_execute(p.primitive.get(), stream_.get(), 4, args), "matmul execute", s);
+    check(dnnl_primitive_execute(p.shared->primitive.get(), stream_.get(), 4, args), "matmul execute", s);
   }
 
  private:
-  Product create(const GemmShape& s) {
-    Product p;
-    if (static_cast<double>(s.m) * s.n * s.k > matmul_max()) return p;
-    const auto a_md = matrix_desc(s.trans_a ? s.k : s.m, s.trans_a ? s.m : s.k, s.lda, s.trans_a);
-    const auto b_md = matrix_desc(s.trans_b ? s.n : s.k, s.trans_b ? s.k : s.n, s.ldb, s.trans_b);
-    const auto c_md = matrix_desc(s.m, s.n, s.ldc, false);
-    dnnl::primitive_attr attr;
-    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);  // ours, sized once: no allocation per call
-    if (s.alpha != 1.0f) attr.set_output_scales(0, {s.alpha});
-    if (s.beta != 0.0f) {
-      dnnl::post_ops ops;
-      ops.append_sum(s.beta);  // C = alpha * A B + beta * C
-      attr.set_post_ops(ops);
-    }
-    try {
-      const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a_md, b_md, c_md), attr, engine_);
-      if (!std::string_view(pd.impl_info_str()).starts_with("brg")) return p;
-      p.primitive = dnnl::matmul(pd);
-      p.scratchpad = dnnl::memory(pd.scratchpad_desc(), engine_);
-    } catch (const dnnl::error&) {
-      return p;  // no matmul for this shape: dnnl_sgemm takes it
-    }
-    p.a = dnnl::memory(a_md, engine_, DNNL_MEMORY_NONE);
-    p.b = dnnl::memory(b_md, engine_, DNNL_MEMORY_NONE);
-    p.c = dnnl::memory(c_md, engine_, DNNL_MEMORY_NONE);
+  struct Product {
+    const SharedProduct* shared;
+    dnnl::memory a, b, c, scratchpad;
+  };
+
+  static Product bind(const SharedProduct& shared) {
+    Product p{&shared, {}, {}, {}, {}};
+    if (!shared.primitive) return p;
+    const dnnl::engine& engine = SharedProducts::instance().engine();
+    p.a = dnnl::memory(shared.a, engine, DNNL_MEMORY_NONE);
+    p.b = dnnl::memory(shared.b, engine, DNNL_MEMORY_NONE);
+    p.c = dnnl::memory(shared.c, engine, DNNL_MEMORY_NONE);
+    p.scratchpad = dnnl::memory(shared.scratchpad, engine);
     return p;
   }
 
-  dnnl::engine engine_;
   dnnl::stream stream_;
   std::unordered_map<ShapeKey, Product, ShapeHash> products_;
 };
@@ -174,8 +216,8 @@ class ThreadMatmuls {
 }  // namespace
 
 void sgemm_onednn(const GemmShape& s, const float* a, const float* b, float* c) {
-  thread_local ThreadMatmuls matmuls;
-  matmuls.run(s, a, b, c);
+  thread_local ThreadProducts products;
+  products.run(s, a, b, c);
 }
 
 std::string onednn_description() {

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <limits>
@@ -86,9 +87,9 @@ class GemmBackendTest : public ::testing::TestWithParam<k::GemmBackend> {};
 
 TEST_P(GemmBackendTest, MatchesNaiveOnOddShapesAllTransposesAlphaBetaAndPadding) {
   struct Dims { int m, n, k; };
-  // onednn takes three paths: brgemm matmul (small, dense), dnnl_sgemm for
-  // padded (strided) operands, and dnnl_sgemm above 2^22 multiply-adds (the
-  // last shape).
+  // onednn runs these through brgemm matmul when dense and through
+  // dnnl_sgemm when padded (strided); OnednnDnnlSgemmPathToo below runs them
+  // all through dnnl_sgemm, its path for large products.
   const Dims dims[] = {{1, 1, 1}, {7, 5, 3}, {33, 17, 65}, {64, 96, 48}, {129, 31, 257}, {3, 200, 9}, {160, 200, 144}};
   struct Scale { float alpha, beta; };
   const Scale scales[] = {{1.0f, 0.0f}, {0.5f, -1.5f}, {-2.0f, 1.0f}};
@@ -161,6 +162,23 @@ TEST_P(GemmBackendTest, StartsNoThreads) {
   std::thread other([&] { k::sgemm(GetParam(), p.shape, p.a.data(), p.b.data(), p.c.data()); });
   other.join();
   EXPECT_EQ(thread_count(), before);
+}
+
+// The onednn backend sends products above CLLM_ONEDNN_MATMUL_MAX (read once
+// per process) to dnnl_sgemm: the backend's tests again in a child process
+// with the limit at 0, so that path meets every shape above too.
+TEST(GemmOnednnPaths, OnednnDnnlSgemmPathToo) {
+  if (!k::gemm_backend_available(k::GemmBackend::onednn)) GTEST_SKIP() << "this build has no onednn backend";
+  const std::string self = std::filesystem::read_symlink("/proc/self/exe");
+  const std::string command = "CLLM_ONEDNN_MATMUL_MAX=0 '" + self + "' --gtest_filter='Compiled/GemmBackendTest.*/onednn' 2>&1";
+  FILE* child = popen(command.c_str(), "r");
+  ASSERT_NE(child, nullptr) << command;
+  std::string output;
+  char buf[4096];
+  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, child)) > 0;) output.append(buf, n);
+  const int status = pclose(child);
+  EXPECT_EQ(status, 0) << command << "\n" << output;
+  EXPECT_NE(output.find("[  PASSED  ] 5 tests."), std::string::npos) << command << "\n" << output;
 }
 
 INSTANTIATE_TEST_SUITE_P(Compiled, GemmBackendTest, ::testing::ValuesIn(k::available_gemm_backends()),
