@@ -1,19 +1,21 @@
-// oneDNN backend: products up to 2^26 multiply-adds through a matmul
-// primitive per shape, cached per calling thread; larger ones, and shapes
-// without a brgemm kernel, through dnnl_sgemm.
+// oneDNN backend: dnnl_sgemm; with CLLM_ONEDNN_MATMUL_MAX=N > 0, products of
+// up to N multiply-adds with dense operands run as brgemm matmul primitives
+// instead (one per shape, shared by all threads).
 //
-// Why two paths: dnnl_sgemm takes a process-wide mutex on every call
+// Why the second path: dnnl_sgemm takes a process-wide mutex on every call
 // (gemm_info_t::jit_init's kern_mutex in oneDNN 2.6, added there to calm a
-// TSan report), a lock operation per product that parallel/lock_count counts;
-// the brgemm matmul takes none once created, and has less per-call overhead.
-// `cllm bench model` with CLLM_ONEDNN_MATMUL_MAX at 0, 2^22 and 1e30
-// (docs/BENCHMARKS.md, section 4; Zen 4): brgemm everywhere was ~15% faster on
-// tiny (all products up to 2^26) and as fast on small, but dnnl_sgemm was
-// 4-8% faster on medium's products (151 M multiply-adds and up; forward with
-// a wide output, e.g. 1024x1152x384, ran at 0.84-0.91 of its GFLOP/s in
-// brgemm). Above 2^26 the lock is one per 67 M+ multiply-adds, uncontended in
-// practice. The split is by size only, so a shape always takes the same path
-// and the results stay bitwise repeatable.
+// TSan report), a lock operation per product that parallel/lock_count counts
+// and that every worker shares; the brgemm matmul takes none once created.
+// Why it is not the default: on this machine it was slower. `cllm train`
+// style steps on micro-batches of one sequence (products of 64-128 rows) ran
+// 10-20% slower with brgemm up to 2^26 than with dnnl_sgemm alone, and brgemm
+// for every product was 4-15% slower on medium (forward with a wide output,
+// e.g. 1024x1152x384: brgemm at 0.84-0.91 of dnnl_sgemm's GFLOP/s); batches
+// of 8-16 sequences were within the noise (docs/BENCHMARKS.md, section 4;
+// Zen 4, 2 cores, where the mutex is never contended). It stays as the
+// lock-free option to measure where many cores share that mutex. The split
+// is by size only, so a shape always takes the same path and the results
+// stay bitwise repeatable.
 //
 // Debian's libdnnl is built with OpenMP: oneDNN called from a plain thread
 // would start an OpenMP team of omp_get_max_threads() threads per caller,
@@ -41,10 +43,10 @@
 namespace cllm::kernels::detail {
 namespace {
 
-// Products above this many multiply-adds go to dnnl_sgemm (see above);
-// CLLM_ONEDNN_MATMUL_MAX overrides it, to measure the split on another CPU
-// (0: dnnl_sgemm for every product; 1e30: brgemm for every dense one).
-constexpr double kDefaultMatmulMax = 1 << 26;
+// Products above this many multiply-adds go to dnnl_sgemm (see above):
+// CLLM_ONEDNN_MATMUL_MAX, default 0 (every product; 1e30: brgemm for every
+// dense one).
+constexpr double kDefaultMatmulMax = 0;
 
 double matmul_max() {
   static const double limit = [] {
@@ -55,8 +57,7 @@ double matmul_max() {
     const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
     if (error != std::errc() || end != text.data() + text.size() || !(value >= 0)) {
       throw std::invalid_argument("CLLM_ONEDNN_MATMUL_MAX='" + std::string(text) +
-                                  "' is not a number of multiply-adds >= 0 (default " +
-                                  std::to_string(static_cast<long>(kDefaultMatmulMax)) + ")");
+                                  "' is not a number of multiply-adds >= 0 (default 0: dnnl_sgemm for every product)");
     }
     return value;
   }();
@@ -68,6 +69,12 @@ void check(dnnl_status_t status, const char* what, const GemmShape& s) {
   throw std::runtime_error(std::string("sgemm (onednn): ") + what + " failed with status " +
                            dnnl_status2str(status) + " for m=" + std::to_string(s.m) + " n=" +
                            std::to_string(s.n) + " k=" + std::to_string(s.k));
+}
+
+void call_dnnl_sgemm(const GemmShape& s, const float* a, const float* b, float* c) {
+  check(dnnl_sgemm(s.trans_a ? 'T' : 'N', s.trans_b ? 'T' : 'N', s.m, s.n, s.k, s.alpha, a, s.lda, b, s.ldb, s.beta,
+                   c, s.ldc),
+        "dnnl_sgemm", s);
 }
 
 // Everything a product's kernel depends on; the pointers are not part of it.
@@ -136,7 +143,6 @@ class SharedProducts {
 
   std::unique_ptr<SharedProduct> create(const GemmShape& s) const {
     auto p = std::make_unique<SharedProduct>();
-    if (static_cast<double>(s.m) * s.n * s.k > matmul_max()) return p;
     p->a = matrix_desc(s.trans_a ? s.k : s.m, s.trans_a ? s.m : s.k, s.lda, s.trans_a);
     p->b = matrix_desc(s.trans_b ? s.n : s.k, s.trans_b ? s.k : s.n, s.ldb, s.trans_b);
     p->c = matrix_desc(s.m, s.n, s.ldc, false);
@@ -175,12 +181,7 @@ class ThreadProducts {
     auto found = products_.find(ShapeKey{s});
     if (found == products_.end()) found = products_.emplace(ShapeKey{s}, bind(SharedProducts::instance().get(s))).first;
     Product& p = found->second;
-    if (!p.shared->primitive) {
-      check(dnnl_sgemm(s.trans_a ? 'T' : 'N', s.trans_b ? 'T' : 'N', s.m, s.n, s.k, s.alpha, a, s.lda, b, s.ldb,
-                       s.beta, c, s.ldc),
-            "dnnl_sgemm", s);
-      return;
-    }
+    if (!p.shared->primitive) return call_dnnl_sgemm(s, a, b, c);
     // The C API: the C++ execute() builds an std::unordered_map per call.
     check(dnnl_memory_set_data_handle(p.a.get(), const_cast<float*>(a)), "set_data_handle", s);
     check(dnnl_memory_set_data_handle(p.b.get(), const_cast<float*>(b)), "set_data_handle", s);
@@ -216,19 +217,29 @@ class ThreadProducts {
 }  // namespace
 
 void sgemm_onednn(const GemmShape& s, const float* a, const float* b, float* c) {
+  if (static_cast<double>(s.m) * s.n * s.k > matmul_max()) {
+    thread_local const bool single_threaded = [] {
+      omp_set_num_threads(1);
+      return true;
+    }();
+    (void)single_threaded;
+    call_dnnl_sgemm(s, a, b, c);
+    return;
+  }
   thread_local ThreadProducts products;
   products.run(s, a, b, c);
 }
 
 std::string onednn_description() {
-  const auto shortest = [](double x) {
-    char text[32];
-    return std::string(text, std::to_chars(text, text + sizeof text, x).ptr);
-  };
   const dnnl_version_t* v = dnnl_version();
+  std::string paths = "dnnl_sgemm";
+  if (matmul_max() > 0) {
+    char text[32];
+    const std::string limit(text, std::to_chars(text, text + sizeof text, matmul_max()).ptr);
+    paths = "brgemm matmul up to " + limit + " multiply-adds, dnnl_sgemm above";
+  }
   return "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch) +
-         " (brgemm matmul up to " + shortest(matmul_max()) +
-         " multiply-adds, dnnl_sgemm above), kernels for " + dnnl_cpu_isa2str(dnnl_get_effective_cpu_isa());
+         " (" + paths + "), kernels for " + dnnl_cpu_isa2str(dnnl_get_effective_cpu_isa());
 }
 
 }  // namespace cllm::kernels::detail

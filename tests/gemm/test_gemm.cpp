@@ -87,9 +87,9 @@ class GemmBackendTest : public ::testing::TestWithParam<k::GemmBackend> {};
 
 TEST_P(GemmBackendTest, MatchesNaiveOnOddShapesAllTransposesAlphaBetaAndPadding) {
   struct Dims { int m, n, k; };
-  // onednn runs these through brgemm matmul when dense and through
-  // dnnl_sgemm when padded (strided); OnednnDnnlSgemmPathToo below runs them
-  // all through dnnl_sgemm, its path for large products.
+  // onednn runs these through dnnl_sgemm; OnednnBrgemmPathToo below runs
+  // them through its opt-in brgemm matmul path (dense ones; padded ones stay
+  // with dnnl_sgemm there).
   const Dims dims[] = {{1, 1, 1}, {7, 5, 3}, {33, 17, 65}, {64, 96, 48}, {129, 31, 257}, {3, 200, 9}, {160, 200, 144}};
   struct Scale { float alpha, beta; };
   const Scale scales[] = {{1.0f, 0.0f}, {0.5f, -1.5f}, {-2.0f, 1.0f}};
@@ -164,13 +164,14 @@ TEST_P(GemmBackendTest, StartsNoThreads) {
   EXPECT_EQ(thread_count(), before);
 }
 
-// The onednn backend sends products above CLLM_ONEDNN_MATMUL_MAX (read once
-// per process) to dnnl_sgemm: the backend's tests again in a child process
-// with the limit at 0, so that path meets every shape above too.
-TEST(GemmOnednnPaths, OnednnDnnlSgemmPathToo) {
+// With CLLM_ONEDNN_MATMUL_MAX (read once per process) the onednn backend
+// runs products up to that size as brgemm matmul primitives: the backend's
+// tests again in a child process with every product eligible.
+TEST(GemmOnednnPaths, OnednnBrgemmPathToo) {
   if (!k::gemm_backend_available(k::GemmBackend::onednn)) GTEST_SKIP() << "this build has no onednn backend";
   const std::string self = std::filesystem::read_symlink("/proc/self/exe");
-  const std::string command = "CLLM_ONEDNN_MATMUL_MAX=0 '" + self + "' --gtest_filter='Compiled/GemmBackendTest.*/onednn' 2>&1";
+  const std::string command =
+      "CLLM_ONEDNN_MATMUL_MAX=1e30 '" + self + "' --gtest_filter='Compiled/GemmBackendTest.*/onednn' 2>&1";
   FILE* child = popen(command.c_str(), "r");
   ASSERT_NE(child, nullptr) << command;
   std::string output;
