@@ -6,13 +6,14 @@
 // (gemm_info_t::jit_init's kern_mutex in oneDNN 2.6, added there to calm a
 // TSan report), a lock operation per product that parallel/lock_count counts
 // and that every worker shares; the brgemm matmul takes none once created.
-// Why it is not the default: on this machine it was slower. `cllm train`
-// style steps on micro-batches of one sequence (products of 64-128 rows) ran
-// 10-20% slower with brgemm up to 2^26 than with dnnl_sgemm alone, and brgemm
-// for every product was 4-15% slower on medium (forward with a wide output,
-// e.g. 1024x1152x384: brgemm at 0.84-0.91 of dnnl_sgemm's GFLOP/s); batches
-// of 8-16 sequences were within the noise (docs/BENCHMARKS.md, section 4;
-// Zen 4, 2 cores, where the mutex is never contended). It stays as the
+// Why it is not the default: on this machine it was slower. Training steps
+// on micro-batches of one sequence (products of 64-128 rows; bench scaling
+// tiny and small, 1 thread, medians of 3 alternating runs) ran 6-7% slower
+// with brgemm for products up to 2^26 or for all of them than with
+// dnnl_sgemm alone, and brgemm for every product was 4-15% slower on medium
+// (forward with a wide output, e.g. 1024x1152x384: brgemm at 0.84-0.91 of
+// dnnl_sgemm's GFLOP/s) (docs/BENCHMARKS.md, section 4; Zen 4, 2 cores,
+// where the mutex is never contended). It stays as the
 // lock-free option to measure where many cores share that mutex. The split
 // is by size only, so a shape always takes the same path and the results
 // stay bitwise repeatable.
