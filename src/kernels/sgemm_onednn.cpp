@@ -10,10 +10,9 @@
 // on micro-batches of one sequence (products of 64-128 rows; bench scaling
 // tiny and small, 1 thread, medians of 3 alternating runs) ran 6-7% slower
 // with brgemm for products up to 2^26 or for all of them than with
-// dnnl_sgemm alone, and brgemm for every product was 4-15% slower on medium
-// (forward with a wide output, e.g. 1024x1152x384: brgemm at 0.84-0.91 of
-// dnnl_sgemm's GFLOP/s) (docs/BENCHMARKS.md, section 4; Zen 4, 2 cores,
-// where the mutex is never contended). It stays as the
+// dnnl_sgemm alone, and brgemm for every product was slower on medium
+// (`cllm bench model`: median 506 ms per pass against 477) (docs/BENCHMARKS.md,
+// section 4; Zen 4, 2 cores, where the mutex is never contended). It stays as the
 // lock-free option to measure where many cores share that mutex. The split
 // is by size only, so a shape always takes the same path and the results
 // stay bitwise repeatable.
@@ -37,7 +36,6 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
-#include <vector>
 
 #include "kernels/sgemm_backends.h"
 

@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <limits>
@@ -15,6 +14,7 @@
 #include <vector>
 
 #include "kernels/sgemm.h"
+#include "support/rerun.h"
 
 namespace k = cllm::kernels;
 
@@ -169,17 +169,9 @@ TEST_P(GemmBackendTest, StartsNoThreads) {
 // tests again in a child process with every product eligible.
 TEST(GemmOnednnPaths, OnednnBrgemmPathToo) {
   if (!k::gemm_backend_available(k::GemmBackend::onednn)) GTEST_SKIP() << "this build has no onednn backend";
-  const std::string self = std::filesystem::read_symlink("/proc/self/exe");
-  const std::string command =
-      "CLLM_ONEDNN_MATMUL_MAX=1e30 '" + self + "' --gtest_filter='Compiled/GemmBackendTest.*/onednn' 2>&1";
-  FILE* child = popen(command.c_str(), "r");
-  ASSERT_NE(child, nullptr) << command;
-  std::string output;
-  char buf[4096];
-  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, child)) > 0;) output.append(buf, n);
-  const int status = pclose(child);
-  EXPECT_EQ(status, 0) << command << "\n" << output;
-  EXPECT_NE(output.find("[  PASSED  ] 5 tests."), std::string::npos) << command << "\n" << output;
+  const cllm::test::ChildRun run =
+      cllm::test::rerun_this_program("CLLM_ONEDNN_MATMUL_MAX=1e30", "Compiled/GemmBackendTest.*/onednn");
+  EXPECT_TRUE(run.passed(5)) << run.command << "\n" << run.output;
 }
 
 INSTANTIATE_TEST_SUITE_P(Compiled, GemmBackendTest, ::testing::ValuesIn(k::available_gemm_backends()),

@@ -8,11 +8,9 @@
 #include <gtest/gtest.h>
 #include <malloc.h>
 #include <sys/mman.h>
-#include <sys/wait.h>
 
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
 #include <new>
 #include <string>
 #include <vector>
@@ -20,6 +18,7 @@
 #include "kernels/sgemm.h"
 #include "model/gpt.h"
 #include "support/alloc_count.h"
+#include "support/rerun.h"
 
 namespace cllm::model {
 namespace {
@@ -154,20 +153,10 @@ TEST(AllocationFree, TrainingPassAndGenerationStep) {
 // test above in a child process of this program.
 TEST(AllocationFree, EveryGemmBackend) {
   SKIP_IF_NOT_COUNTED();
-  const std::string self = std::filesystem::read_symlink("/proc/self/exe");
   for (const kernels::GemmBackend b : kernels::available_gemm_backends()) {
-    const std::string name(kernels::gemm_backend_name(b));
-    const std::string command =
-        "CLLM_GEMM=" + name + " '" + self + "' --gtest_filter=AllocationFree.TrainingPassAndGenerationStep 2>&1";
-    FILE* child = popen(command.c_str(), "r");
-    ASSERT_NE(child, nullptr) << command;
-    std::string output;
-    char buf[4096];
-    for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, child)) > 0;) output.append(buf, n);
-    const int status = pclose(child);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
-                output.find("[  PASSED  ] 1 test.") != std::string::npos)
-        << command << "\n" << output;
+    const test::ChildRun run = test::rerun_this_program("CLLM_GEMM=" + std::string(kernels::gemm_backend_name(b)),
+                                                        "AllocationFree.TrainingPassAndGenerationStep");
+    EXPECT_TRUE(run.passed(1)) << run.command << "\n" << run.output;
   }
 }
 
