@@ -125,7 +125,7 @@ struct Measurement {
   double step_s = 0, phase_s = 0, accumulate_s = 0, exposed_s = 0, optimizer_s = 0;
   double busy_thread_s = 0, idle_thread_s = 0;  // within the compute + reduce phase
   double cpu_s = 0, peak_rss_mib = 0, final_loss = 0;
-  std::size_t blocking_locks = 0, threads_created = 0;
+  std::size_t blocking_locks = 0, contended_locks = 0, threads_created = 0;
   int ranks = 1;                                   // processes in the data-parallel step
   double allreduce_s = 0, hidden_allreduce_s = 0;  // 0 with one process
 };
@@ -135,7 +135,8 @@ nlohmann::json to_json(const Measurement& m) {
           {"step_s", m.step_s}, {"phase_s", m.phase_s}, {"accumulate_s", m.accumulate_s}, {"exposed_s", m.exposed_s},
           {"optimizer_s", m.optimizer_s}, {"busy_thread_s", m.busy_thread_s}, {"idle_thread_s", m.idle_thread_s},
           {"cpu_s", m.cpu_s}, {"peak_rss_mib", m.peak_rss_mib}, {"final_loss", m.final_loss},
-          {"blocking_locks", m.blocking_locks}, {"threads_created", m.threads_created}, {"ranks", m.ranks},
+          {"blocking_locks", m.blocking_locks}, {"contended_locks", m.contended_locks},
+          {"threads_created", m.threads_created}, {"ranks", m.ranks},
           {"allreduce_s", m.allreduce_s}, {"hidden_allreduce_s", m.hidden_allreduce_s}};
 }
 
@@ -147,7 +148,8 @@ Measurement from_json(const nlohmann::json& j) {
   m.exposed_s = j.at("exposed_s"), m.optimizer_s = j.at("optimizer_s");
   m.busy_thread_s = j.at("busy_thread_s"), m.idle_thread_s = j.at("idle_thread_s");
   m.cpu_s = j.at("cpu_s"), m.peak_rss_mib = j.at("peak_rss_mib"), m.final_loss = j.at("final_loss");
-  m.blocking_locks = j.at("blocking_locks"), m.threads_created = j.at("threads_created");
+  m.blocking_locks = j.at("blocking_locks"), m.contended_locks = j.at("contended_locks");
+  m.threads_created = j.at("threads_created");
   m.ranks = j.at("ranks"), m.allreduce_s = j.at("allreduce_s"), m.hidden_allreduce_s = j.at("hidden_allreduce_s");
   return m;
 }
@@ -218,7 +220,7 @@ Measurement run_one(const Options& o, const std::string& design, std::size_t thr
         m.idle_thread_s += idle;
         m.busy_thread_s += st.reduce_phase_seconds - idle;
       }
-      m.blocking_locks += st.blocking_locks;
+      m.blocking_locks += st.blocking_locks, m.contended_locks += st.contended_locks;
     }
   } else {
     parallel::BaselineAccumulator baseline(n, threads);
@@ -240,7 +242,7 @@ Measurement run_one(const Options& o, const std::string& design, std::size_t thr
       const double idle = std::max(0.0, bs.idle_fraction * static_cast<double>(threads) * bs.seconds - bs.accumulate_seconds);
       m.idle_thread_s += idle;
       m.busy_thread_s += static_cast<double>(threads) * bs.seconds - idle;
-      m.blocking_locks += bs.blocking_locks;
+      m.blocking_locks += bs.blocking_locks, m.contended_locks += bs.contended_locks;
       m.threads_created += bs.threads_created;
     }
   }
@@ -305,7 +307,7 @@ struct Row {
   double tokens_per_s = 0, speedup = 0, efficiency = 0, epoch_s = 0;
   double step_ms = 0, accumulate_ms = 0, exposed_ms = 0, exposed_pct = 0, optimizer_ms = 0, idle_pct = 0;
   double compute_ms = 0, idle_ms = 0;  // the step-time breakdown's other parts
-  double locks_per_step = 0, threads_created_per_step = 0, cpu_util_pct = 0;
+  double locks_per_step = 0, contended_locks_per_step = 0, threads_created_per_step = 0, cpu_util_pct = 0;
   double allreduce_ms = 0, hidden_allreduce_ms = 0, hidden_allreduce_pct = 0;  // 0 with one process
 };
 
@@ -333,6 +335,7 @@ Row derive(const Measurement& m, double reference_tokens_per_s, std::size_t refe
   r.idle_ms = before_exposed_ms * r.idle_pct / 100.0;
   r.compute_ms = before_exposed_ms - r.idle_ms;
   r.locks_per_step = static_cast<double>(m.blocking_locks) / steps;
+  r.contended_locks_per_step = static_cast<double>(m.contended_locks) / steps;
   r.threads_created_per_step = static_cast<double>(m.threads_created) / steps;
   r.cpu_util_pct = 100.0 * m.cpu_s / (m.step_s * static_cast<double>(std::min<std::size_t>(m.threads, cores)));
   r.allreduce_ms = m.allreduce_s / steps * 1e3;
@@ -364,6 +367,7 @@ nlohmann::json row_json(const Row& r, const Options& o, const std::string& comma
           {"optimizer_ms", r.optimizer_ms},
           {"idle_pct", r.idle_pct},
           {"blocking_locks_per_step", r.locks_per_step},
+          {"contended_locks_per_step", r.contended_locks_per_step},
           {"threads_created_per_step", r.threads_created_per_step},
           {"cpu_util_pct", r.cpu_util_pct},
           {"peak_rss_mib", r.m.peak_rss_mib},
@@ -376,18 +380,18 @@ nlohmann::json row_json(const Row& r, const Options& o, const std::string& comma
 
 // The all-reduce columns only with several processes.
 void print_header(bool all_reduce) {
-  std::printf("%-8s %7s %5s %10s %7s %5s %9s %9s %9s %14s %8s %6s %8s %5s %8s %7s", "design", "threads", "lanes", "tokens/s",
-              "speedup", "eff", "epoch s", "step ms", "accum ms", "exposed ms (%)", "optim ms", "idle%", "locks/st",
-              "cpu%", "RSS MiB", "loss");
+  std::printf("%-8s %7s %5s %10s %7s %5s %9s %9s %9s %14s %8s %6s %8s %8s %5s %8s %7s", "design", "threads", "lanes",
+              "tokens/s", "speedup", "eff", "epoch s", "step ms", "accum ms", "exposed ms (%)", "optim ms", "idle%",
+              "locks/st", "waits/st", "cpu%", "RSS MiB", "loss");
   if (all_reduce) std::printf(" %9s %15s", "allred ms", "hidden ms (%)");
   std::printf("\n");
 }
 
 void print_row(const Row& r) {
-  std::printf("%-8s %5zu%-2s %5zu %10.0f %6.2fx %4.0f%% %9.1f %9.1f %9.2f %7.2f (%4.1f) %8.2f %6.1f %8.0f %5.0f %8.1f %7.4f",
+  std::printf("%-8s %5zu%-2s %5zu %10.0f %6.2fx %4.0f%% %9.1f %9.1f %9.2f %7.2f (%4.1f) %8.2f %6.1f %8.0f %8.1f %5.0f %8.1f %7.4f",
               r.m.design.c_str(), r.m.threads, r.oversubscribed ? " *" : "", r.m.lanes, r.tokens_per_s, r.speedup,
               100.0 * r.efficiency, r.epoch_s, r.step_ms, r.accumulate_ms, r.exposed_ms, r.exposed_pct, r.optimizer_ms,
-              r.idle_pct, r.locks_per_step, r.cpu_util_pct, r.m.peak_rss_mib, r.m.final_loss);
+              r.idle_pct, r.locks_per_step, r.contended_locks_per_step, r.cpu_util_pct, r.m.peak_rss_mib, r.m.final_loss);
   if (r.m.ranks > 1) std::printf(" %9.2f %8.2f (%4.1f)", r.allreduce_ms, r.hidden_allreduce_ms, r.hidden_allreduce_pct);
   std::printf("\n");
   std::fflush(stdout);
@@ -458,8 +462,9 @@ void run_sweep(const Options& o) {
                   "local reduction (%% of allred); optim ms includes waiting for the all-reduce\n",
                   group.size(), group.size());
     std::printf("speedup/efficiency: against the pipeline at %zu threads; epoch = %.0f tokens; accum ms = thread-time "
-                "adding gradients; exposed = accumulation after the last compute; cpu%% = CPU time / (wall x "
-                "min(threads, cores))\n",
+                "adding gradients; exposed = accumulation after the last compute; locks/st = pthread mutexes taken per "
+                "step (the sgemm library's included), waits/st = those that found the mutex held; cpu%% = CPU time / "
+                "(wall x min(threads, cores))\n",
                 threads.front(), o.epoch_tokens);
     print_header(distributed);
   }

@@ -30,7 +30,7 @@ BaselineStats BaselineAccumulator::step(std::size_t K, const MicroBatchFn& work,
   const auto& scalar = kernels::table_for(kernels::Target::scalar);
 
   BaselineStats stats;
-  const std::uint64_t locks_before = mutex_locks_so_far();
+  const std::uint64_t locks_before = mutex_locks_so_far(), contended_before = contended_mutex_locks_so_far();
   std::mutex global;
   std::vector<double> losses(K, 0.0);
   std::vector<double> compute(threads_, 0.0), add(threads_, 0.0);
@@ -72,6 +72,7 @@ BaselineStats BaselineAccumulator::step(std::size_t K, const MicroBatchFn& work,
   }
   stats.seconds = seconds_between(t_start, Clock::now());
   stats.blocking_locks = static_cast<std::size_t>(mutex_locks_so_far() - locks_before);
+  stats.contended_locks = static_cast<std::size_t>(contended_mutex_locks_so_far() - contended_before);
   double compute_total = 0.0;
   for (std::size_t t = 0; t < threads_; ++t) {
     compute_total += compute[t];

@@ -19,6 +19,7 @@ struct BaselineStats {
   double exposed_accumulate_seconds = 0.0;  // per round: last compute end to join
   double idle_fraction = 0.0;               // 1 - compute thread-seconds / (threads * seconds)
   std::size_t blocking_locks = 0;           // pthread_mutex_lock calls in the process (measured, lock_count.h)
+  std::size_t contended_locks = 0;          // of those, the ones that found the mutex held
   std::size_t threads_created = 0;
   std::size_t bytes_reduced = 0;
 };

@@ -66,7 +66,7 @@ StepStats GradientPipeline::step(std::size_t K, const MicroBatchFn& work, float*
                                 " parameters, expected " + std::to_string(n_params_));
   }
   const std::size_t n = lanes_;
-  const std::uint64_t locks_before = mutex_locks_so_far();
+  const std::uint64_t locks_before = mutex_locks_so_far(), contended_before = contended_mutex_locks_so_far();
   const auto t_start = Clock::now();
   queue_.reset(K, n, options_.deterministic || options_.static_assignment ? Assignment::fixed : Assignment::dynamic);
   accumulator_.begin_step(options_.deterministic);
@@ -161,6 +161,7 @@ StepStats GradientPipeline::step(std::size_t K, const MicroBatchFn& work, float*
   stats.optimizer_seconds = seconds_between(t_reduced, t_end);
   stats.seconds = seconds_between(t_start, t_end);
   stats.blocking_locks = static_cast<std::size_t>(mutex_locks_so_far() - locks_before);
+  stats.contended_locks = static_cast<std::size_t>(contended_mutex_locks_so_far() - contended_before);
   return stats;
 }
 

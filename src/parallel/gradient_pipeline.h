@@ -92,6 +92,7 @@ struct StepStats {
   // pthread_mutex_lock calls in the whole process during the step (measured,
   // lock_count.h), the work function's included: the pipeline takes none.
   std::size_t blocking_locks = 0;
+  std::size_t contended_locks = 0;  // of those, the ones that found the mutex held
   std::size_t reduce_waits = 0;    // atomic waits of idle workers for a publication
   std::size_t bytes_reduced = 0;   // bytes read + written by the reduction
 };

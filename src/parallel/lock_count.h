@@ -4,6 +4,12 @@
 // call) in the executable, counts each call and forwards it to the next
 // definition (libc's, or a sanitizer's interceptor, found with RTLD_NEXT).
 // pthread_mutex_trylock does not block and is not counted.
+//
+// A call is also counted as contended when the mutex was held by another
+// thread at that moment (a pthread_mutex_trylock first fails with EBUSY):
+// the calls that actually had to wait. On a machine with few cores a
+// library's per-call mutex is acquired often but rarely waited for; the
+// contended count shows where that changes.
 #pragma once
 
 #include <cstdint>
@@ -12,5 +18,8 @@ namespace cllm::parallel {
 
 // pthread_mutex_lock calls in the whole process since it started.
 std::uint64_t mutex_locks_so_far();
+
+// Those of them that found the mutex held and waited.
+std::uint64_t contended_mutex_locks_so_far();
 
 }  // namespace cllm::parallel

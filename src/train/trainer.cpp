@@ -292,7 +292,7 @@ TrainSummary run_training(const TrainOptions& opt) {
   double sum_step_s = 0, sum_acc_s = 0, sum_exposed_s = 0, sum_opt_s = 0, sum_idle_s = 0, sum_phase_thread_s = 0;
   double sum_allreduce_s = 0, sum_hidden_allreduce_s = 0;
   double sum_cpu_s = 0;  // process CPU time inside steps (not saves or evals)
-  std::size_t locks = 0, counted_steps = 0;
+  std::size_t locks = 0, contended_locks = 0, counted_steps = 0;
   const auto t_start = Clock::now();
 
   while (step < total_steps) {
@@ -330,7 +330,7 @@ TrainSummary run_training(const TrainOptions& opt) {
     sum_hidden_allreduce_s += data_parallel.hidden_allreduce_seconds();
     sum_idle_s += idle_s;
     sum_phase_thread_s += st.reduce_phase_seconds * static_cast<double>(lanes);
-    locks += st.blocking_locks;
+    locks += st.blocking_locks, contended_locks += st.contended_locks;
     ++counted_steps;
     summary.final_loss = st.loss_sum;
 
@@ -349,6 +349,7 @@ TrainSummary run_training(const TrainOptions& opt) {
                    {"hidden_allreduce_ms", data_parallel.hidden_allreduce_seconds() * 1e3},
                    {"idle_pct", 100.0 * idle_s / std::max(1e-12, st.reduce_phase_seconds * static_cast<double>(lanes))},
                    {"blocking_locks", st.blocking_locks},
+                   {"contended_locks", st.contended_locks},
                    {"skipped", !st.finite || st.rejected},
                    {"skip_reason", !st.finite ? nlohmann::json("non-finite") : st.rejected ? nlohmann::json("loss spike") : nlohmann::json(nullptr)}});
     if (!ok) {
@@ -433,7 +434,8 @@ TrainSummary run_training(const TrainOptions& opt) {
       fmt::print("  all-reduce ({} ranks)     {:10.2f} ms/step ({:.2f} ms hidden behind compute)\n", group.size(),
                  sum_allreduce_s / n * 1e3, sum_hidden_allreduce_s / n * 1e3);
     fmt::print("  idle                     {:10.2f} %\n", 100.0 * sum_idle_s / std::max(1e-12, sum_phase_thread_s));
-    fmt::print("  blocking lock operations {:10} total (pthread mutexes taken in the process, the sgemm library's included)\n", locks);
+    fmt::print("  blocking lock operations {:10} total (pthread mutexes taken in the process, the sgemm library's included;"
+               " {} found the mutex held)\n", locks, contended_locks);
     fmt::print("  CPU utilisation (steps)  {:10.1f} % (of {} cores)\n", 100.0 * cpu_util, cores);
     fmt::print("  peak RSS                 {:10.1f} MiB\n", process_usage().peak_rss_mib);
     fmt::print("  final loss               {:10.4f}\n", summary.final_loss);

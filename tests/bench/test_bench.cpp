@@ -128,7 +128,8 @@ TEST_F(BenchTest, ScalingSmokeRunPrintsOneJsonRowPerRunAndAParsableSvg) {
     for (const char* field :
          {"command", "config", "design", "threads", "lanes", "oversubscribed", "tokens_per_s", "speedup", "efficiency", "epoch_s",
           "step_ms", "compute_ms", "idle_ms", "accumulate_thread_ms", "exposed_accumulate_ms", "exposed_accumulate_pct",
-          "optimizer_ms", "idle_pct", "blocking_locks_per_step", "threads_created_per_step", "cpu_util_pct",
+          "optimizer_ms", "idle_pct", "blocking_locks_per_step", "contended_locks_per_step", "threads_created_per_step",
+          "cpu_util_pct",
           "peak_rss_mib", "final_loss", "tokens_per_step"})
       EXPECT_TRUE(row.contains(field)) << field << " missing in " << row.dump();
     EXPECT_EQ(row["design"], i < 3 ? "pipeline" : "baseline");

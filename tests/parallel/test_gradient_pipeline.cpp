@@ -21,6 +21,7 @@
 #include "optim/adamw.h"
 #include "parallel/baseline.h"
 #include "parallel/gradient_pipeline.h"
+#include "parallel/lock_count.h"
 
 namespace cllm::parallel {
 namespace {
@@ -405,6 +406,25 @@ TEST(GradientPipeline, BlockingLocksAreMeasuredInTheWorkFunctionToo) {
   };
   EXPECT_EQ(pipeline.step(K, inner, f.params.data(), f.opt, 0.0, 0.0f).blocking_locks, 0u);
   EXPECT_EQ(pipeline.step(K, locking, f.params.data(), f.opt, 0.0, 0.0f).blocking_locks, K);
+}
+
+// A lock that finds its mutex held by another thread counts as contended;
+// one that finds it free does not.
+TEST(LockCount, ContendedAreTheLocksThatFoundTheMutexHeld) {
+  std::mutex m;
+  const std::uint64_t locks_before = mutex_locks_so_far(), before = contended_mutex_locks_so_far();
+  { const std::lock_guard free_lock(m); }
+  EXPECT_EQ(mutex_locks_so_far() - locks_before, 1u);
+  EXPECT_EQ(contended_mutex_locks_so_far(), before);
+  m.lock();
+  std::thread waiter([&] { const std::lock_guard lock(m); });
+  // Keep holding it until the waiter has found it held (it then waits in the lock).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (contended_mutex_locks_so_far() == before && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+  const std::uint64_t contended = contended_mutex_locks_so_far() - before;
+  m.unlock();
+  waiter.join();
+  EXPECT_EQ(contended, 1u);
 }
 
 TEST(Baseline, SumsEveryMicroBatchUnderTheMutex) {
