@@ -5,8 +5,9 @@
 // its own data, so a backend must never spawn threads of its own.
 //
 // Backends: naive (the oracle), openblas (cblas_sgemm, one thread) and onednn
-// (brgemm matmul primitives for small products, dnnl_sgemm for large ones;
-// one OpenMP thread per caller; see sgemm_onednn.cpp). The environment variable
+// (dnnl_sgemm, and brgemm matmul primitives, which take no lock, for the
+// products marked lock_free; one OpenMP thread per caller; see
+// sgemm_onednn.cpp). The environment variable
 // CLLM_GEMM=auto|onednn|openblas|naive picks the one sgemm() uses, once per
 // process; auto is the backend measured fastest in the per-worker setting.
 #pragma once
@@ -26,6 +27,10 @@ struct GemmShape {
   float alpha = 1.0f;
   float beta = 0.0f;
   int lda = 0, ldb = 0, ldc = 0;
+  // Set where a step makes very many small products (attention's, per head
+  // and row block): a backend whose calls take a lock (oneDNN's dnnl_sgemm)
+  // runs these on a path without one. The result does not depend on it.
+  bool lock_free = false;
 };
 
 // With the backend chosen by CLLM_GEMM (see gemm_backend()).

@@ -1,21 +1,21 @@
-// oneDNN backend: dnnl_sgemm; with CLLM_ONEDNN_MATMUL_MAX=N > 0, products of
-// up to N multiply-adds with dense operands run as brgemm matmul primitives
-// instead (one per shape, shared by all threads).
+// oneDNN backend: dnnl_sgemm, and brgemm matmul primitives (one per shape,
+// shared by all threads) for the products marked lock_free and, with
+// CLLM_ONEDNN_MATMUL_MAX=N > 0, for every product of up to N multiply-adds.
+// The brgemm path needs dense operands; a shape without a brgemm kernel
+// takes dnnl_sgemm.
 //
-// Why the second path: dnnl_sgemm takes a process-wide mutex on every call
+// Why two paths: dnnl_sgemm takes a process-wide mutex on every call
 // (gemm_info_t::jit_init's kern_mutex in oneDNN 2.6, added there to calm a
 // TSan report), a lock operation per product that parallel/lock_count counts
 // and that every worker shares; the brgemm matmul takes none once created.
-// Why it is not the default: on this machine it was slower. Training steps
-// on micro-batches of one sequence (products of 64-128 rows; bench scaling
-// tiny and small, 1 thread, medians of 3 alternating runs) ran 6-7% slower
-// with brgemm for products up to 2^26 or for all of them than with
-// dnnl_sgemm alone, and brgemm for every product was slower on medium
-// (`cllm bench model`: median 506 ms per pass against 477) (docs/BENCHMARKS.md,
-// section 4; Zen 4, 2 cores, where the mutex is never contended). It stays as the
-// lock-free option to measure where many cores share that mutex. The split
-// is by size only, so a shape always takes the same path and the results
-// stay bitwise repeatable.
+// Attention's products are nearly nine in ten of a step's calls and the
+// shortest (microseconds), the ones that would queue on that mutex where
+// many cores share it. The linear layers' products stay on dnnl_sgemm:
+// brgemm ran them slower here (training steps of one-sequence micro-batches
+// 6-7% slower with every product on brgemm; `cllm bench model` medium 506 ms
+// per pass against 477; docs/BENCHMARKS.md, section 4). Which path a product
+// takes depends on its call site and size only, so the results stay bitwise
+// repeatable.
 //
 // Debian's libdnnl is built with OpenMP: oneDNN called from a plain thread
 // would start an OpenMP team of omp_get_max_threads() threads per caller,
@@ -27,6 +27,7 @@
 #include <oneapi/dnnl/dnnl.hpp>
 #include <oneapi/dnnl/dnnl_debug.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstdlib>
 #include <cstring>
@@ -42,9 +43,9 @@
 namespace cllm::kernels::detail {
 namespace {
 
-// Products above this many multiply-adds go to dnnl_sgemm (see above):
-// CLLM_ONEDNN_MATMUL_MAX, default 0 (every product; 1e30: brgemm for every
-// dense one).
+// Products not marked lock_free go to dnnl_sgemm above this many
+// multiply-adds (see above): CLLM_ONEDNN_MATMUL_MAX, default 0 (all of them;
+// 1e30: brgemm for every dense one).
 constexpr double kDefaultMatmulMax = 0;
 
 double matmul_max() {
@@ -56,7 +57,8 @@ double matmul_max() {
     const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
     if (error != std::errc() || end != text.data() + text.size() || !(value >= 0)) {
       throw std::invalid_argument("CLLM_ONEDNN_MATMUL_MAX='" + std::string(text) +
-                                  "' is not a number of multiply-adds >= 0 (default 0: dnnl_sgemm for every product)");
+                                  "' is not a number of multiply-adds >= 0 (default 0: dnnl_sgemm for every product "
+                                  "but attention's)");
     }
     return value;
   }();
@@ -188,35 +190,43 @@ class ThreadProducts {
     const dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, p.a.get()},
                                     {DNNL_ARG_WEIGHTS, p.b.get()},
                                     {DNNL_ARG_DST, p.c.get()},
-                                    {DNNL_ARG_SCRATCHPAD, p.scratchpad.get()}};
+                                    {DNNL_ARG_SCRATCHPAD, scratchpad_.get()}};
     check(dnnl_primitive_execute(p.shared->primitive.get(), stream_.get(), 4, args), "matmul execute", s);
   }
 
  private:
   struct Product {
     const SharedProduct* shared;
-    dnnl::memory a, b, c, scratchpad;
+    dnnl::memory a, b, c;
   };
 
-  static Product bind(const SharedProduct& shared) {
-    Product p{&shared, {}, {}, {}, {}};
+  Product bind(const SharedProduct& shared) {
+    Product p{&shared, {}, {}, {}};
     if (!shared.primitive) return p;
     const dnnl::engine& engine = SharedProducts::instance().engine();
     p.a = dnnl::memory(shared.a, engine, DNNL_MEMORY_NONE);
     p.b = dnnl::memory(shared.b, engine, DNNL_MEMORY_NONE);
     p.c = dnnl::memory(shared.c, engine, DNNL_MEMORY_NONE);
-    p.scratchpad = dnnl::memory(shared.scratchpad, engine);
+    const std::size_t bytes = std::max<std::size_t>(shared.scratchpad.get_size(), 1);
+    if (!scratchpad_ || bytes > scratchpad_.get_desc().get_size()) {
+      const dnnl::memory::dims size{static_cast<dnnl::memory::dim>(bytes)};
+      scratchpad_ = dnnl::memory(dnnl::memory::desc(size, dnnl::memory::data_type::u8, dnnl::memory::dims{1}), engine);
+    }
     return p;
   }
 
   dnnl::stream stream_;
   std::unordered_map<ShapeKey, Product, ShapeHash> products_;
+  // One scratchpad for all of the thread's products (they run one at a time),
+  // as large as the largest needs: the copies a product makes there stay in
+  // the same few cache lines instead of one buffer per shape.
+  dnnl::memory scratchpad_;
 };
 
 }  // namespace
 
 void sgemm_onednn(const GemmShape& s, const float* a, const float* b, float* c) {
-  if (static_cast<double>(s.m) * s.n * s.k > matmul_max()) {
+  if (!s.lock_free && static_cast<double>(s.m) * s.n * s.k > matmul_max()) {
     thread_local const bool single_threaded = [] {
       omp_set_num_threads(1);
       return true;
@@ -231,11 +241,11 @@ void sgemm_onednn(const GemmShape& s, const float* a, const float* b, float* c) 
 
 std::string onednn_description() {
   const dnnl_version_t* v = dnnl_version();
-  std::string paths = "dnnl_sgemm";
+  std::string paths = "dnnl_sgemm, brgemm matmul for attention";
   if (matmul_max() > 0) {
     char text[32];
     const std::string limit(text, std::to_chars(text, text + sizeof text, matmul_max()).ptr);
-    paths = "brgemm matmul up to " + limit + " multiply-adds, dnnl_sgemm above";
+    paths = "brgemm matmul for attention and up to " + limit + " multiply-adds, dnnl_sgemm above";
   }
   return "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch) +
          " (" + paths + "), kernels for " + dnnl_cpu_isa2str(dnnl_get_effective_cpu_isa());

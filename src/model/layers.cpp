@@ -70,7 +70,7 @@ void add_column_sums(float* dst, const float* src, int N, int OC, bool accumulat
 
 // One head's (T, hs) slice of a (T, ld) matrix to or from a dense (T, hs)
 // copy. The products then see dense operands only, which oneDNN's brgemm
-// kernels require (strided ones fall back to its locking dnnl_sgemm path).
+// kernels, its lock-free path, require.
 void gather_head(float* dense, const float* strided, int T, int hs, int ld) {
   for (int t = 0; t < T; ++t)
     std::memcpy(dense + static_cast<std::size_t>(t) * hs, strided + static_cast<std::size_t>(t) * ld,
@@ -235,7 +235,7 @@ void attention_forward(float* out, float* att, float* scratch, const float* qkv,
         float* rows = a + attention_row_offset(T, r0);  // (r1 - r0, r1)
         // rows = scale * q[r0:r1] @ k[0:r1]^T
         const GemmShape qk{.trans_b = true, .m = r1 - r0, .n = r1, .k = hs, .alpha = scale,
-                           .lda = hs, .ldb = hs, .ldc = r1};
+                           .lda = hs, .ldb = hs, .ldc = r1, .lock_free = true};
         sgemm(qk, q + static_cast<std::size_t>(r0) * hs, k, rows);
         for (int t = r0; t < r1; ++t) {
           float* row = rows + static_cast<std::size_t>(t - r0) * r1;
@@ -245,7 +245,7 @@ void attention_forward(float* out, float* att, float* scratch, const float* qkv,
           std::fill(row + n, row + r1, 0.0f);  // masked: the product below reads them
         }
         // o[r0:r1] (rows, hs) = rows @ v[0:r1]
-        const GemmShape av{.m = r1 - r0, .n = hs, .k = r1, .lda = r1, .ldb = hs, .ldc = hs};
+        const GemmShape av{.m = r1 - r0, .n = hs, .k = r1, .lda = r1, .ldb = hs, .ldc = hs, .lock_free = true};
         sgemm(av, rows, v, o + static_cast<std::size_t>(r0) * hs);
       }
       scatter_head(out + static_cast<std::size_t>(b) * T * C + h * hs, o, T, hs, C);
@@ -280,7 +280,8 @@ void attention_backward(float* dqkv, float* scratch, const float* dout, const fl
         const int m = r1 - r0;
         const float* p = a + attention_row_offset(T, r0);  // (m, r1) probabilities
         // ds = d[r0:r1] @ v[0:r1]^T, then through the softmax, times the score scale
-        const GemmShape datt{.trans_b = true, .m = m, .n = r1, .k = hs, .lda = hs, .ldb = hs, .ldc = r1};
+        const GemmShape datt{.trans_b = true, .m = m, .n = r1, .k = hs, .lda = hs, .ldb = hs, .ldc = r1,
+                             .lock_free = true};
         sgemm(datt, d + static_cast<std::size_t>(r0) * hs, v, ds);
         for (int t = r0; t < r1; ++t) {
           float* drow = ds + static_cast<std::size_t>(t - r0) * r1;
@@ -290,10 +291,11 @@ void attention_backward(float* dqkv, float* scratch, const float* dout, const fl
           std::fill(drow + t + 1, drow + r1, 0.0f);
         }
         // dq[r0:r1] = ds @ k[0:r1]
-        const GemmShape gq{.m = m, .n = hs, .k = r1, .lda = r1, .ldb = hs, .ldc = hs};
+        const GemmShape gq{.m = m, .n = hs, .k = r1, .lda = r1, .ldb = hs, .ldc = hs, .lock_free = true};
         sgemm(gq, ds, k, dq + static_cast<std::size_t>(r0) * hs);
         // dk[0:r1] += ds^T @ q[r0:r1];  dv[0:r1] += p^T @ d[r0:r1]
-        const GemmShape g{.trans_a = true, .m = r1, .n = hs, .k = m, .beta = 1.0f, .lda = r1, .ldb = hs, .ldc = hs};
+        const GemmShape g{.trans_a = true, .m = r1, .n = hs, .k = m, .beta = 1.0f, .lda = r1, .ldb = hs, .ldc = hs,
+                          .lock_free = true};
         sgemm(g, ds, q + static_cast<std::size_t>(r0) * hs, dk);
         sgemm(g, p, d + static_cast<std::size_t>(r0) * hs, dv);
       }

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "kernels/sgemm.h"
+#include "parallel/lock_count.h"
 #include "support/rerun.h"
 
 namespace k = cllm::kernels;
@@ -88,8 +89,8 @@ class GemmBackendTest : public ::testing::TestWithParam<k::GemmBackend> {};
 TEST_P(GemmBackendTest, MatchesNaiveOnOddShapesAllTransposesAlphaBetaAndPadding) {
   struct Dims { int m, n, k; };
   // onednn runs these through dnnl_sgemm; OnednnBrgemmPathToo below runs
-  // them through its opt-in brgemm matmul path (dense ones; padded ones stay
-  // with dnnl_sgemm there).
+  // them through its brgemm matmul path (dense ones; padded ones stay with
+  // dnnl_sgemm there).
   const Dims dims[] = {{1, 1, 1}, {7, 5, 3}, {33, 17, 65}, {64, 96, 48}, {129, 31, 257}, {3, 200, 9}, {160, 200, 144}};
   struct Scale { float alpha, beta; };
   const Scale scales[] = {{1.0f, 0.0f}, {0.5f, -1.5f}, {-2.0f, 1.0f}};
@@ -172,6 +173,32 @@ TEST(GemmOnednnPaths, OnednnBrgemmPathToo) {
   const cllm::test::ChildRun run =
       cllm::test::rerun_this_program("CLLM_ONEDNN_MATMUL_MAX=1e30", "Compiled/GemmBackendTest.*/onednn");
   EXPECT_TRUE(run.passed(5)) << run.command << "\n" << run.output;
+}
+
+// Products marked lock_free (attention's shapes: row blocks of 64 against
+// 64-256 keys, head sizes 32-128) run on onednn's brgemm path, whatever
+// CLLM_ONEDNN_MATMUL_MAX says: the results match, and once a thread has run a
+// shape, running it again takes no mutex.
+TEST(GemmOnednnPaths, LockFreeProductsMatchAndTakeNoLock) {
+  if (!k::gemm_backend_available(k::GemmBackend::onednn)) GTEST_SKIP() << "this build has no onednn backend";
+  struct Dims { int m, n, k; };
+  const Dims dims[] = {{64, 64, 32}, {64, 128, 64}, {64, 64, 256}, {256, 128, 64}, {64, 192, 128}};
+  unsigned seed = 500;
+  for (const Dims& d : dims) {
+    for (int trans = 0; trans < 4; ++trans) {
+      for (const float beta : {0.0f, 1.0f}) {
+        Matrices p = make_problem(trans & 1, trans & 2, d.m, d.n, d.k, beta == 0.0f ? 0.125f : 1.0f, beta, 0, seed++);
+        p.shape.lock_free = true;
+        SCOPED_TRACE(describe(p.shape));
+        std::vector<float> c = p.c;
+        k::sgemm(k::GemmBackend::onednn, p.shape, p.a.data(), p.b.data(), c.data());  // the thread's first: may lock
+        const std::uint64_t locks_before = cllm::parallel::mutex_locks_so_far();
+        expect_matches_naive(k::GemmBackend::onednn, std::move(p));
+        EXPECT_EQ(cllm::parallel::mutex_locks_so_far() - locks_before, 0u);
+        if (HasFailure()) return;
+      }
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Compiled, GemmBackendTest, ::testing::ValuesIn(k::available_gemm_backends()),

@@ -289,20 +289,23 @@ TEST(CllmInfo, UnknownSgemmBackendIsAClearError) {
   EXPECT_NE(r.output.find("CLLM_GEMM='bogus' is not a sgemm backend"), std::string::npos) << r.output;
 }
 
-// The onednn backend's opt-in brgemm path (sgemm_onednn.cpp) is set by
-// CLLM_ONEDNN_MATMUL_MAX; `cllm info` shows it, nonsense is an error.
+// How far the onednn backend's brgemm path reaches beyond attention
+// (sgemm_onednn.cpp) is set by CLLM_ONEDNN_MATMUL_MAX; `cllm info` shows
+// it, nonsense is an error.
 TEST(CllmInfo, OnednnMatmulLimitIsShownAndNonsenseIsAClearError) {
   const RunResult plain = run_cllm({"info"}, [] { ::setenv("CLLM_GEMM", "onednn", 1); });
   if (plain.exit_code != 0 && plain.output.find("no such sgemm backend") != std::string::npos)
     GTEST_SKIP() << "this build has no onednn backend";
   ASSERT_EQ(plain.exit_code, 0) << plain.output;
-  EXPECT_NE(plain.output.find(" (dnnl_sgemm), kernels for "), std::string::npos) << plain.output;
+  EXPECT_NE(plain.output.find(" (dnnl_sgemm, brgemm matmul for attention), kernels for "), std::string::npos)
+      << plain.output;
   const RunResult moved = run_cllm({"info"}, [] {
     ::setenv("CLLM_GEMM", "onednn", 1);
     ::setenv("CLLM_ONEDNN_MATMUL_MAX", "1e30", 1);
   });
   ASSERT_EQ(moved.exit_code, 0) << moved.output;
-  EXPECT_NE(moved.output.find("brgemm matmul up to 1e+30 multiply-adds"), std::string::npos) << moved.output;
+  EXPECT_NE(moved.output.find("brgemm matmul for attention and up to 1e+30 multiply-adds"), std::string::npos)
+      << moved.output;
   const RunResult bad = run_cllm({"info"}, [] {
     ::setenv("CLLM_GEMM", "onednn", 1);
     ::setenv("CLLM_ONEDNN_MATMUL_MAX", "-5", 1);
