@@ -22,4 +22,9 @@ std::uint64_t mutex_locks_so_far();
 // Those of them that found the mutex held and waited.
 std::uint64_t contended_mutex_locks_so_far();
 
+// Those the calling thread made. (Other threads lock too: OpenBLAS's
+// pthread build starts a pool of one thread per further core when it loads,
+// whichever backend runs, and each takes a mutex as it goes to sleep.)
+std::uint64_t mutex_locks_on_this_thread();
+
 }  // namespace cllm::parallel

@@ -164,8 +164,9 @@ TEST_F(BenchTest, ScalingSmokeRunPrintsOneJsonRowPerRunAndAParsableSvg) {
 
 // With the naive sgemm (no library mutex) the measured lock counts are the
 // designs' own: none for the pipeline, the global mutex once per micro-batch
-// for the baseline. (The warm-up step is left out: a first step takes one
-// lock of one-time initialisation.)
+// for the baseline. (The warm-up step is left out: in the first one the
+// thread OpenBLAS's pthread build started at load goes to sleep, one lock;
+// none with OPENBLAS_NUM_THREADS=1.)
 TEST_F(BenchTest, PipelineTakesNoLockAndTheBaselineOnePerMicroBatch) {
   const Result r = shell("CLLM_GEMM=naive " + std::string(CLLM_BINARY) +
                          " bench scaling --config tiny --threads 2 --steps 2 --warmup 1 --accum 3 --json");

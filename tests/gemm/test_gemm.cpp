@@ -178,7 +178,8 @@ TEST(GemmOnednnPaths, OnednnBrgemmPathToo) {
 // Products marked lock_free (attention's shapes: row blocks of 64 against
 // 64-256 keys, head sizes 32-128) run on onednn's brgemm path, whatever
 // CLLM_ONEDNN_MATMUL_MAX says: the results match, and once a thread has run a
-// shape, running it again takes no mutex.
+// shape, running it again takes no mutex on that thread (the backend starts
+// no thread: StartsNoThreads).
 TEST(GemmOnednnPaths, LockFreeProductsMatchAndTakeNoLock) {
   if (!k::gemm_backend_available(k::GemmBackend::onednn)) GTEST_SKIP() << "this build has no onednn backend";
   struct Dims { int m, n, k; };
@@ -192,9 +193,9 @@ TEST(GemmOnednnPaths, LockFreeProductsMatchAndTakeNoLock) {
         SCOPED_TRACE(describe(p.shape));
         std::vector<float> c = p.c;
         k::sgemm(k::GemmBackend::onednn, p.shape, p.a.data(), p.b.data(), c.data());  // the thread's first: may lock
-        const std::uint64_t locks_before = cllm::parallel::mutex_locks_so_far();
+        const std::uint64_t locks_before = cllm::parallel::mutex_locks_on_this_thread();
         expect_matches_naive(k::GemmBackend::onednn, std::move(p));
-        EXPECT_EQ(cllm::parallel::mutex_locks_so_far() - locks_before, 0u);
+        EXPECT_EQ(cllm::parallel::mutex_locks_on_this_thread() - locks_before, 0u);
         if (HasFailure()) return;
       }
     }
