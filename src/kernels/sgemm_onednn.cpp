@@ -1,8 +1,8 @@
 // oneDNN backend: dnnl_sgemm, and brgemm matmul primitives (one per shape,
-// shared by all threads) for the products marked lock_free and, with
-// CLLM_ONEDNN_MATMUL_MAX=N > 0, for every product of up to N multiply-adds.
-// The brgemm path needs dense operands; a shape without a brgemm kernel
-// takes dnnl_sgemm.
+// shared by all threads) for the products marked lock_free, those of the
+// form A B^T, and, with CLLM_ONEDNN_MATMUL_MAX=N > 0, every product of up to
+// N multiply-adds. The brgemm path needs dense operands; a shape without a
+// brgemm kernel takes dnnl_sgemm.
 //
 // Why two paths: dnnl_sgemm takes a process-wide mutex on every call
 // (gemm_info_t::jit_init's kern_mutex in oneDNN 2.6, added there to calm a
@@ -10,12 +10,12 @@
 // and that every worker shares; the brgemm matmul takes none once created.
 // Attention's products are nearly nine in ten of a step's calls and the
 // shortest (microseconds), the ones that would queue on that mutex where
-// many cores share it. The linear layers' products stay on dnnl_sgemm:
-// brgemm ran them slower here (training steps of one-sequence micro-batches
-// 6-7% slower with every product on brgemm; `cllm bench model` medium 506 ms
-// per pass against 477; docs/BENCHMARKS.md, section 4). Which path a product
-// takes depends on its call site and size only, so the results stay bitwise
-// repeatable.
+// many cores share it. A B^T products (the linear layers' backward-data
+// ones) ran faster on brgemm here. The others stay on dnnl_sgemm: brgemm ran
+// them slower (training steps of one-sequence micro-batches 3-5% slower with
+// every product on brgemm; docs/BENCHMARKS.md, section 4). Which path a
+// product takes depends on its call site and shape only, so the results
+// stay bitwise repeatable.
 //
 // Debian's libdnnl is built with OpenMP: oneDNN called from a plain thread
 // would start an OpenMP team of omp_get_max_threads() threads per caller,
@@ -43,9 +43,9 @@
 namespace cllm::kernels::detail {
 namespace {
 
-// Products not marked lock_free go to dnnl_sgemm above this many
-// multiply-adds (see above): CLLM_ONEDNN_MATMUL_MAX, default 0 (all of them;
-// 1e30: brgemm for every dense one).
+// The other products go to dnnl_sgemm above this many multiply-adds (see
+// above): CLLM_ONEDNN_MATMUL_MAX, default 0 (all of them; 1e30: brgemm for
+// every dense one).
 constexpr double kDefaultMatmulMax = 0;
 
 double matmul_max() {
@@ -57,8 +57,8 @@ double matmul_max() {
     const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
     if (error != std::errc() || end != text.data() + text.size() || !(value >= 0)) {
       throw std::invalid_argument("CLLM_ONEDNN_MATMUL_MAX='" + std::string(text) +
-                                  "' is not a number of multiply-adds >= 0 (default 0: dnnl_sgemm for every product "
-                                  "but attention's)");
+                                  "' is not a number of multiply-adds >= 0 (default 0: dnnl_sgemm for the products "
+                                  "that are neither attention's nor A B^T)");
     }
     return value;
   }();
@@ -223,10 +223,14 @@ class ThreadProducts {
   dnnl::memory scratchpad_;
 };
 
+bool runs_on_brgemm(const GemmShape& s) {
+  return s.lock_free || (s.trans_b && !s.trans_a) || static_cast<double>(s.m) * s.n * s.k <= matmul_max();
+}
+
 }  // namespace
 
 void sgemm_onednn(const GemmShape& s, const float* a, const float* b, float* c) {
-  if (!s.lock_free && static_cast<double>(s.m) * s.n * s.k > matmul_max()) {
+  if (!runs_on_brgemm(s)) {
     thread_local const bool single_threaded = [] {
       omp_set_num_threads(1);
       return true;
@@ -241,11 +245,11 @@ void sgemm_onednn(const GemmShape& s, const float* a, const float* b, float* c) 
 
 std::string onednn_description() {
   const dnnl_version_t* v = dnnl_version();
-  std::string paths = "dnnl_sgemm, brgemm matmul for attention";
+  std::string paths = "brgemm matmul for attention and A B^T, dnnl_sgemm for the rest";
   if (matmul_max() > 0) {
     char text[32];
     const std::string limit(text, std::to_chars(text, text + sizeof text, matmul_max()).ptr);
-    paths = "brgemm matmul for attention and up to " + limit + " multiply-adds, dnnl_sgemm above";
+    paths = "brgemm matmul for attention, A B^T and up to " + limit + " multiply-adds, dnnl_sgemm above";
   }
   return "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch) +
          " (" + paths + "), kernels for " + dnnl_cpu_isa2str(dnnl_get_effective_cpu_isa());
