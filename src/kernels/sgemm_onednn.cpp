@@ -12,7 +12,7 @@
 // shortest (microseconds), the ones that would queue on that mutex where
 // many cores share it. A B^T products (the linear layers' backward-data
 // ones) ran faster on brgemm here. The others stay on dnnl_sgemm: brgemm ran
-// them slower (training steps of one-sequence micro-batches 3-5% slower with
+// them slower (training steps of one-sequence micro-batches 3-8% slower with
 // every product on brgemm; docs/BENCHMARKS.md, section 4). Which path a
 // product takes depends on its call site and shape only, so the results
 // stay bitwise repeatable.
