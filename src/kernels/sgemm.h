@@ -6,8 +6,8 @@
 //
 // Backends: naive (the oracle), openblas (cblas_sgemm, one thread) and onednn
 // (dnnl_sgemm, and brgemm matmul primitives, which take no lock, for the
-// products marked lock_free and those of the form A B^T; one OpenMP thread
-// per caller; see sgemm_onednn.cpp). The environment variable
+// products marked lock_free and those of the form A B^T with 16+ rows; one
+// OpenMP thread per caller; see sgemm_onednn.cpp). The environment variable
 // CLLM_GEMM=auto|onednn|openblas|naive picks the one sgemm() uses, once per
 // process; auto is the backend measured fastest in the per-worker setting.
 #pragma once

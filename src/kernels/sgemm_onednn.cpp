@@ -171,12 +171,12 @@ class SharedProducts {
   std::unordered_map<ShapeKey, std::unique_ptr<SharedProduct>, ShapeHash> products_;
 };
 
-// One per calling thread: its stream, and per shape its memory objects and
-// scratchpad around the shared primitive. After a thread's first product of
-// a shape, running it takes no lock and allocates nothing of ours.
+// One per calling thread: its stream and scratchpad, and per shape its
+// memory objects around the shared primitive. After a thread's first product
+// of a shape, running it takes no lock and allocates nothing of ours.
 class ThreadProducts {
  public:
-  ThreadProducts() : stream_(SharedProducts::instance().engine()) { omp_set_num_threads(1); }
+  ThreadProducts() : stream_(SharedProducts::instance().engine()) {}
 
   void run(const GemmShape& s, const float* a, const float* b, float* c) {
     auto found = products_.find(ShapeKey{s});
@@ -237,15 +237,12 @@ bool runs_on_brgemm(const GemmShape& s) {
 }  // namespace
 
 void sgemm_onednn(const GemmShape& s, const float* a, const float* b, float* c) {
-  if (!runs_on_brgemm(s)) {
-    thread_local const bool single_threaded = [] {
-      omp_set_num_threads(1);
-      return true;
-    }();
-    (void)single_threaded;
-    call_dnnl_sgemm(s, a, b, c);
-    return;
-  }
+  thread_local const bool single_threaded = [] {
+    omp_set_num_threads(1);
+    return true;
+  }();
+  (void)single_threaded;
+  if (!runs_on_brgemm(s)) return call_dnnl_sgemm(s, a, b, c);
   thread_local ThreadProducts products;
   products.run(s, a, b, c);
 }

@@ -88,8 +88,8 @@ class GemmBackendTest : public ::testing::TestWithParam<k::GemmBackend> {};
 
 TEST_P(GemmBackendTest, MatchesNaiveOnOddShapesAllTransposesAlphaBetaAndPadding) {
   struct Dims { int m, n, k; };
-  // onednn runs these through dnnl_sgemm (the dense A B^T ones through
-  // brgemm matmul); OnednnBrgemmPathToo below runs every dense one through
+  // onednn runs these through dnnl_sgemm (the dense A B^T ones of 16+ rows
+  // through brgemm matmul); OnednnBrgemmPathToo below runs every dense one through
   // brgemm matmul (padded ones stay with dnnl_sgemm there).
   const Dims dims[] = {{1, 1, 1}, {7, 5, 3}, {33, 17, 65}, {64, 96, 48}, {129, 31, 257}, {3, 200, 9}, {160, 200, 144}};
   struct Scale { float alpha, beta; };
