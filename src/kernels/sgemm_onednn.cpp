@@ -28,6 +28,8 @@
 #include <oneapi/dnnl/dnnl_debug.h>
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <charconv>
 #include <cstdlib>
 #include <cstring>
@@ -114,6 +116,7 @@ dnnl::memory::desc matrix_desc(int rows, int cols, int ld, bool transposed) {
 // A primitive may run on several threads at once, each with its own memory
 // objects and scratchpad.
 struct SharedProduct {
+  ShapeKey key;
   dnnl::matmul primitive;  // empty: no brgemm kernel for the shape, use dnnl_sgemm
   dnnl::memory::desc a, b, c, scratchpad;
 };
@@ -127,11 +130,20 @@ class SharedProducts {
 
   const dnnl::engine& engine() const { return engine_; }
 
-  // Locks a mutex: once per shape per thread (ThreadProducts keeps the answer).
+  // Takes a mutex only to create a shape's primitive (once per process) or
+  // when the index is full: a thread that joins late (with more threads than
+  // compute lanes, a different one each step) finds the shapes the others
+  // made without one. ThreadProducts keeps the answer per thread.
   const SharedProduct& get(const GemmShape& s) {
+    const ShapeKey key{s};
+    const std::size_t hash = ShapeHash{}(key);
+    if (const SharedProduct* p = find(key, hash)) return *p;
     const std::lock_guard<std::mutex> lock(mutex_);
-    auto found = products_.find(ShapeKey{s});
-    if (found == products_.end()) found = products_.emplace(ShapeKey{s}, create(s)).first;
+    auto found = products_.find(key);
+    if (found == products_.end()) {
+      found = products_.emplace(key, create(s)).first;
+      publish(found->second.get(), hash);
+    }
     return *found->second;
   }
 
@@ -142,8 +154,33 @@ class SharedProducts {
     dnnl_set_primitive_cache_capacity(0);
   }
 
+  // The lock-free index over products_: open addressing, insert-only (a
+  // slot, once set, never changes), so a lookup may stop at the first empty
+  // slot of its probe sequence.
+  static constexpr std::size_t kSlots = 4096, kProbes = 32;
+
+  const SharedProduct* find(const ShapeKey& key, std::size_t hash) const {
+    for (std::size_t i = 0; i < kProbes; ++i) {
+      const SharedProduct* p = index_[(hash + i) % kSlots].load(std::memory_order_acquire);
+      if (p == nullptr || p->key == key) return p;
+    }
+    return nullptr;
+  }
+
+  // Under mutex_: only one thread writes the index.
+  void publish(const SharedProduct* p, std::size_t hash) {
+    for (std::size_t i = 0; i < kProbes; ++i) {
+      std::atomic<const SharedProduct*>& slot = index_[(hash + i) % kSlots];
+      if (slot.load(std::memory_order_relaxed) == nullptr) {
+        slot.store(p, std::memory_order_release);  // after the primitive is complete
+        return;
+      }
+    }
+  }
+
   std::unique_ptr<SharedProduct> create(const GemmShape& s) const {
     auto p = std::make_unique<SharedProduct>();
+    p->key = ShapeKey{s};
     p->a = matrix_desc(s.trans_a ? s.k : s.m, s.trans_a ? s.m : s.k, s.lda, s.trans_a);
     p->b = matrix_desc(s.trans_b ? s.n : s.k, s.trans_b ? s.k : s.n, s.ldb, s.trans_b);
     p->c = matrix_desc(s.m, s.n, s.ldc, false);
@@ -167,13 +204,15 @@ class SharedProducts {
   }
 
   dnnl::engine engine_;
-  std::mutex mutex_;
+  std::array<std::atomic<const SharedProduct*>, kSlots> index_{};
+  std::mutex mutex_;  // guards products_
   std::unordered_map<ShapeKey, std::unique_ptr<SharedProduct>, ShapeHash> products_;
 };
 
 // One per calling thread: its stream and scratchpad, and per shape its
-// memory objects around the shared primitive. After a thread's first product
-// of a shape, running it takes no lock and allocates nothing of ours.
+// memory objects around the shared primitive. Once another thread has made a
+// shape's primitive, running it takes no lock of ours; after a thread's first
+// product of a shape it allocates nothing of ours either.
 class ThreadProducts {
  public:
   ThreadProducts() : stream_(SharedProducts::instance().engine()) {}

@@ -202,6 +202,29 @@ TEST(GemmOnednnPaths, LockFreeProductsMatchAndTakeNoLock) {
   }
 }
 
+// With more threads than compute lanes a different thread may join each
+// step: its first run of a shape that another thread made takes no mutex
+// either (the thread's own set-up, on an unrelated shape first, may).
+TEST(GemmOnednnPaths, LateThreadRunsTheOthersShapesWithoutALock) {
+  if (!k::gemm_backend_available(k::GemmBackend::onednn)) GTEST_SKIP() << "this build has no onednn backend";
+  Matrices made = make_problem(false, true, 48, 96, 80, 1.0f, 0.0f, 0, 900);
+  made.shape.lock_free = true;
+  std::vector<float> c = made.c;
+  k::sgemm(k::GemmBackend::onednn, made.shape, made.a.data(), made.b.data(), c.data());  // makes the primitive
+
+  std::uint64_t locks = 1;
+  std::thread late([&] {
+    Matrices warm = make_problem(false, false, 40, 24, 56, 1.0f, 0.0f, 0, 901);
+    warm.shape.lock_free = true;
+    k::sgemm(k::GemmBackend::onednn, warm.shape, warm.a.data(), warm.b.data(), warm.c.data());  // thread set-up
+    const std::uint64_t before = cllm::parallel::mutex_locks_on_this_thread();
+    expect_matches_naive(k::GemmBackend::onednn, std::move(made));
+    locks = cllm::parallel::mutex_locks_on_this_thread() - before;
+  });
+  late.join();
+  EXPECT_EQ(locks, 0u);
+}
+
 INSTANTIATE_TEST_SUITE_P(Compiled, GemmBackendTest, ::testing::ValuesIn(k::available_gemm_backends()),
                          [](const auto& param_info) { return std::string(k::gemm_backend_name(param_info.param)); });
 
