@@ -29,7 +29,7 @@ struct GemmShape {
   int lda = 0, ldb = 0, ldc = 0;
   // Set where a step makes very many small products (attention's, per head
   // and row block): a backend whose calls take a lock (oneDNN's dnnl_sgemm)
-  // runs these on a path without one. The result does not depend on it.
+  // runs these on a path without one. The product is the same up to rounding.
   bool lock_free = false;
 };
 

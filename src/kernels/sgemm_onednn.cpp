@@ -116,7 +116,6 @@ dnnl::memory::desc matrix_desc(int rows, int cols, int ld, bool transposed) {
 // A primitive may run on several threads at once, each with its own memory
 // objects and scratchpad.
 struct SharedProduct {
-  ShapeKey key;
   dnnl::matmul primitive;  // empty: no brgemm kernel for the shape, use dnnl_sgemm
   dnnl::memory::desc a, b, c, scratchpad;
 };
@@ -137,12 +136,12 @@ class SharedProducts {
   const SharedProduct& get(const GemmShape& s) {
     const ShapeKey key{s};
     const std::size_t hash = ShapeHash{}(key);
-    if (const SharedProduct* p = find(key, hash)) return *p;
+    if (const Entry* e = find(key, hash)) return *e->second;
     const std::lock_guard<std::mutex> lock(mutex_);
     auto found = products_.find(key);
     if (found == products_.end()) {
       found = products_.emplace(key, create(s)).first;
-      publish(found->second.get(), hash);
+      publish(&*found, hash);
     }
     return *found->second;
   }
@@ -154,25 +153,28 @@ class SharedProducts {
     dnnl_set_primitive_cache_capacity(0);
   }
 
-  // The lock-free index over products_: open addressing, insert-only (a
-  // slot, once set, never changes), so a lookup may stop at the first empty
-  // slot of its probe sequence.
+  using Map = std::unordered_map<ShapeKey, std::unique_ptr<SharedProduct>, ShapeHash>;
+  using Entry = Map::value_type;  // a map node: its address never changes
+
+  // The lock-free index over products_' entries: open addressing,
+  // insert-only (a slot, once set, never changes), so a lookup may stop at
+  // the first empty slot of its probe sequence.
   static constexpr std::size_t kSlots = 4096, kProbes = 32;
 
-  const SharedProduct* find(const ShapeKey& key, std::size_t hash) const {
+  const Entry* find(const ShapeKey& key, std::size_t hash) const {
     for (std::size_t i = 0; i < kProbes; ++i) {
-      const SharedProduct* p = index_[(hash + i) % kSlots].load(std::memory_order_acquire);
-      if (p == nullptr || p->key == key) return p;
+      const Entry* e = index_[(hash + i) % kSlots].load(std::memory_order_acquire);
+      if (e == nullptr || e->first == key) return e;
     }
     return nullptr;
   }
 
   // Under mutex_: only one thread writes the index.
-  void publish(const SharedProduct* p, std::size_t hash) {
+  void publish(const Entry* e, std::size_t hash) {
     for (std::size_t i = 0; i < kProbes; ++i) {
-      std::atomic<const SharedProduct*>& slot = index_[(hash + i) % kSlots];
+      std::atomic<const Entry*>& slot = index_[(hash + i) % kSlots];
       if (slot.load(std::memory_order_relaxed) == nullptr) {
-        slot.store(p, std::memory_order_release);  // after the primitive is complete
+        slot.store(e, std::memory_order_release);  // after the primitive is complete
         return;
       }
     }
@@ -180,7 +182,6 @@ class SharedProducts {
 
   std::unique_ptr<SharedProduct> create(const GemmShape& s) const {
     auto p = std::make_unique<SharedProduct>();
-    p->key = ShapeKey{s};
     p->a = matrix_desc(s.trans_a ? s.k : s.m, s.trans_a ? s.m : s.k, s.lda, s.trans_a);
     p->b = matrix_desc(s.trans_b ? s.n : s.k, s.trans_b ? s.k : s.n, s.ldb, s.trans_b);
     p->c = matrix_desc(s.m, s.n, s.ldc, false);
@@ -204,9 +205,9 @@ class SharedProducts {
   }
 
   dnnl::engine engine_;
-  std::array<std::atomic<const SharedProduct*>, kSlots> index_{};
+  std::array<std::atomic<const Entry*>, kSlots> index_{};
   std::mutex mutex_;  // guards products_
-  std::unordered_map<ShapeKey, std::unique_ptr<SharedProduct>, ShapeHash> products_;
+  Map products_;
 };
 
 // One per calling thread: its stream and scratchpad, and per shape its
