@@ -12,6 +12,8 @@
 #include <string_view>
 #include <vector>
 
+#include "kernels/bf16.h"
+
 namespace cllm::kernels {
 
 enum class Target { scalar, sse4, avx2, avx512 };
@@ -76,6 +78,10 @@ struct KernelTable {
   // std::invalid_argument if hp.step < 1.
   void (*adamw)(float* p, const float* g, float* m, float* v, std::size_t n,
                 const AdamWParams& hp);
+  // dst[i] = to_bf16(src[i]) (round to nearest even), the same bits on every target
+  void (*to_bf16)(bf16* dst, const float* src, std::size_t n);
+  // dst[i] = to_float(src[i]) (exact)
+  void (*from_bf16)(float* dst, const bf16* src, std::size_t n);
 };
 
 // Targets compiled into this binary, best last (scalar is always first).

@@ -61,8 +61,17 @@ void adamw(float* p, const float* g, float* m, float* v, std::size_t n, const Ad
   }
 }
 
-constexpr KernelTable kScalarTable{Target::scalar, zero, copy, add, add_n, scale,
-                                   axpy, dot, sum_squares, adamw};
+void convert_to_bf16(bf16* dst, const float* src, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) dst[i] = to_bf16(src[i]);
+}
+
+void convert_from_bf16(float* dst, const bf16* src, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) dst[i] = to_float(src[i]);
+}
+
+constexpr KernelTable kScalarTable{Target::scalar, zero,        copy,   add,
+                                   add_n,          scale,       axpy,   dot,
+                                   sum_squares,    adamw,       convert_to_bf16, convert_from_bf16};
 
 }  // namespace
 

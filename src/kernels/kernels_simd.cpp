@@ -199,8 +199,40 @@ void AdamW(float* HWY_RESTRICT p, const float* HWY_RESTRICT g, float* HWY_RESTRI
   Tail().adamw(p + i, g + i, m + i, v + i, n - i, hp);
 }
 
+// Round to nearest even on the bits (Highway 1.0's float -> bf16 demotion
+// truncates): add 0x7fff plus the lowest kept bit, keep the top half; NaNs
+// are made quiet instead, so that rounding cannot carry them to infinity.
+void ToBf16(bf16* HWY_RESTRICT dst, const float* HWY_RESTRICT src, std::size_t n) {
+  const DF d;
+  const hn::RebindToUnsigned<DF> du;
+  const hn::RebindToSigned<DF> di;
+  const hn::Rebind<std::uint16_t, DF> d16;
+  auto* out = reinterpret_cast<std::uint16_t*>(dst);
+  const auto round_bias = hn::Set(du, 0x7fffu), one = hn::Set(du, 1u), quiet = hn::Set(du, 0x400000u);
+  const std::size_t i = ForEachVector<2>(n, [&](std::size_t j) {
+    const VF f = hn::LoadU(d, src + j);
+    const auto u = hn::BitCast(du, f);
+    const auto rounded = hn::Add(u, hn::Add(round_bias, hn::And(hn::ShiftRight<16>(u), one)));
+    const auto bits = hn::IfThenElse(hn::RebindMask(du, hn::IsNaN(f)), hn::Or(u, quiet), rounded);
+    // The top halves fit in 16 bits: the saturating demotion keeps them as they are.
+    hn::StoreU(hn::DemoteTo(d16, hn::BitCast(di, hn::ShiftRight<16>(bits))), d16, out + j);
+  });
+  Tail().to_bf16(dst + i, src + i, n - i);
+}
+
+void FromBf16(float* HWY_RESTRICT dst, const bf16* HWY_RESTRICT src, std::size_t n) {
+  const DF d;
+  const hn::RebindToUnsigned<DF> du;
+  const hn::Rebind<std::uint16_t, DF> d16;
+  const auto* in = reinterpret_cast<const std::uint16_t*>(src);
+  const std::size_t i = ForEachVector<2>(n, [&](std::size_t j) {
+    hn::StoreU(hn::BitCast(d, hn::ShiftLeft<16>(hn::PromoteTo(du, hn::LoadU(d16, in + j)))), d, dst + j);
+  });
+  Tail().from_bf16(dst + i, src + i, n - i);
+}
+
 const KernelTable* Table(Target t) {
-  static const KernelTable table{t, Zero, Copy, Add, AddN, Scale, Axpy, Dot, SumSquares, AdamW};
+  static const KernelTable table{t, Zero, Copy, Add, AddN, Scale, Axpy, Dot, SumSquares, AdamW, ToBf16, FromBf16};
   return &table;
 }
 

@@ -105,4 +105,24 @@ void sgemm(GemmBackend backend, const GemmShape& s, const float* a, const float*
 
 void sgemm(const GemmShape& s, const float* a, const float* b, float* c) { sgemm(gemm_backend(), s, a, b, c); }
 
+void gemm_bf16(const GemmShape& s, const bf16* a, const bf16* b, float* c) {
+  assert(well_formed(s));
+  if (s.m == 0 || s.n == 0) return;
+  if (s.k == 0) return gemm_bf16_naive(s, a, b, c);
+#if CLLM_HAVE_ONEDNN
+  detail::gemm_bf16_onednn(s, a, b, c);
+#else
+  throw std::invalid_argument("bf16 products need oneDNN, which this build of cllm was configured without");
+#endif
+}
+
+Bf16Support bf16_support() {
+#if CLLM_HAVE_ONEDNN
+  static const Bf16Support support = detail::onednn_bf16_support();
+  return support;
+#else
+  return {false, "this build of cllm has no oneDNN (libdnnl-dev), which runs its bf16 products"};
+#endif
+}
+
 }  // namespace cllm::kernels

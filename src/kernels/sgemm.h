@@ -16,6 +16,8 @@
 #include <string_view>
 #include <vector>
 
+#include "kernels/bf16.h"
+
 namespace cllm::kernels {
 
 enum class GemmBackend { naive, openblas, onednn };
@@ -50,6 +52,24 @@ GemmBackend gemm_backend();
 // "auto" -> the preferred compiled-in backend; "onednn"/"openblas"/"naive" ->
 // that backend. `what` names the source of the text in the error message.
 GemmBackend parse_gemm_backend(std::string_view text, std::string_view what = "CLLM_GEMM");
+
+// Mixed precision: C (f32) = alpha * op(A) @ op(B) + beta * C with bf16
+// operands and f32 accumulation, on the calling thread, through oneDNN matmul
+// primitives (one per shape, shared by all threads, no lock once made): AMX
+// or AVX512_BF16 kernels where the CPU has them, whatever CLLM_GEMM says.
+// Throws std::invalid_argument when this build has no oneDNN.
+void gemm_bf16(const GemmShape& s, const bf16* a, const bf16* b, float* c);
+// The oracle: the operands widened to float, then sgemm_naive's loop.
+void gemm_bf16_naive(const GemmShape& s, const bf16* a, const bf16* b, float* c);
+
+// Whether the CPU multiplies bf16 natively, as oneDNN sees it (its
+// ONEDNN_MAX_CPU_ISA limit included, which is how tests simulate a CPU
+// without): AMX-BF16 or AVX512_BF16.
+struct Bf16Support {
+  bool native = false;
+  std::string detail;  // e.g. "AVX512_BF16 (oneDNN avx512_core_bf16 kernels)", or why not
+};
+Bf16Support bf16_support();
 
 std::string_view gemm_backend_name(GemmBackend backend);
 // The library's version and the CPU kernels it picked, e.g. for `cllm bench gemm`.

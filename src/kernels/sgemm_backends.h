@@ -11,6 +11,8 @@ namespace cllm::kernels::detail {
 
 void sgemm_onednn(const GemmShape& s, const float* a, const float* b, float* c);
 void sgemm_openblas(const GemmShape& s, const float* a, const float* b, float* c);
+void gemm_bf16_onednn(const GemmShape& s, const bf16* a, const bf16* b, float* c);
+Bf16Support onednn_bf16_support();
 std::string onednn_description();
 std::string openblas_description();
 

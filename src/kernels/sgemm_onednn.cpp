@@ -83,8 +83,9 @@ void call_dnnl_sgemm(const GemmShape& s, const float* a, const float* b, float* 
 // Everything a product's kernel depends on; the pointers are not part of it.
 struct ShapeKey {
   GemmShape s;
+  dnnl::memory::data_type operands;  // of A and B; C is always f32
   bool operator==(const ShapeKey& o) const {
-    return s.trans_a == o.s.trans_a && s.trans_b == o.s.trans_b && s.m == o.s.m && s.n == o.s.n &&
+    return operands == o.operands && s.trans_a == o.s.trans_a && s.trans_b == o.s.trans_b && s.m == o.s.m && s.n == o.s.n &&
            s.k == o.s.k && s.lda == o.s.lda && s.ldb == o.s.ldb && s.ldc == o.s.ldc &&
            std::memcmp(&s.alpha, &o.s.alpha, sizeof(float)) == 0 &&
            std::memcmp(&s.beta, &o.s.beta, sizeof(float)) == 0;
@@ -94,7 +95,8 @@ struct ShapeKey {
 struct ShapeHash {
   std::size_t operator()(const ShapeKey& key) const {
     const GemmShape& s = key.s;
-    std::size_t h = static_cast<std::size_t>(s.trans_a) | static_cast<std::size_t>(s.trans_b) << 1;
+    std::size_t h = static_cast<std::size_t>(s.trans_a) | static_cast<std::size_t>(s.trans_b) << 1 |
+                    static_cast<std::size_t>(key.operands) << 2;
     for (int v : {s.m, s.n, s.k, s.lda, s.ldb, s.ldc}) h = h * 1000003u ^ static_cast<std::size_t>(v);
     std::uint32_t bits[2];
     std::memcpy(&bits[0], &s.alpha, sizeof(float));
@@ -105,10 +107,10 @@ struct ShapeHash {
 
 // A row-major matrix stored rows x cols with row stride ld, seen as op(X):
 // the transposed view swaps the dimensions and the strides.
-dnnl::memory::desc matrix_desc(int rows, int cols, int ld, bool transposed) {
+dnnl::memory::desc matrix_desc(int rows, int cols, int ld, bool transposed, dnnl::memory::data_type type) {
   using dims = dnnl::memory::dims;
-  return transposed ? dnnl::memory::desc(dims{cols, rows}, dnnl::memory::data_type::f32, dims{1, ld})
-                    : dnnl::memory::desc(dims{rows, cols}, dnnl::memory::data_type::f32, dims{ld, 1});
+  return transposed ? dnnl::memory::desc(dims{cols, rows}, type, dims{1, ld})
+                    : dnnl::memory::desc(dims{rows, cols}, type, dims{ld, 1});
 }
 
 // A shape's primitive, created once for the process: threads come and go (the
@@ -116,7 +118,7 @@ dnnl::memory::desc matrix_desc(int rows, int cols, int ld, bool transposed) {
 // A primitive may run on several threads at once, each with its own memory
 // objects and scratchpad.
 struct SharedProduct {
-  dnnl::matmul primitive;  // empty: no brgemm kernel for the shape, use dnnl_sgemm
+  dnnl::matmul primitive;  // f32 empty: no brgemm kernel for the shape, use dnnl_sgemm
   dnnl::memory::desc a, b, c, scratchpad;
 };
 
@@ -133,14 +135,13 @@ class SharedProducts {
   // when the index is full: a thread that joins late (with more threads than
   // compute lanes, a different one each step) finds the shapes the others
   // made without one. ThreadProducts keeps the answer per thread.
-  const SharedProduct& get(const GemmShape& s) {
-    const ShapeKey key{s};
+  const SharedProduct& get(const ShapeKey& key) {
     const std::size_t hash = ShapeHash{}(key);
     if (const Entry* e = find(key, hash)) return *e->second;
     const std::lock_guard<std::mutex> lock(mutex_);
     auto found = products_.find(key);
     if (found == products_.end()) {
-      found = products_.emplace(key, create(s)).first;
+      found = products_.emplace(key, create(key)).first;
       publish(&*found, hash);
     }
     return *found->second;
@@ -180,11 +181,12 @@ class SharedProducts {
     }
   }
 
-  std::unique_ptr<SharedProduct> create(const GemmShape& s) const {
+  std::unique_ptr<SharedProduct> create(const ShapeKey& key) const {
+    const GemmShape& s = key.s;
     auto p = std::make_unique<SharedProduct>();
-    p->a = matrix_desc(s.trans_a ? s.k : s.m, s.trans_a ? s.m : s.k, s.lda, s.trans_a);
-    p->b = matrix_desc(s.trans_b ? s.n : s.k, s.trans_b ? s.k : s.n, s.ldb, s.trans_b);
-    p->c = matrix_desc(s.m, s.n, s.ldc, false);
+    p->a = matrix_desc(s.trans_a ? s.k : s.m, s.trans_a ? s.m : s.k, s.lda, s.trans_a, key.operands);
+    p->b = matrix_desc(s.trans_b ? s.n : s.k, s.trans_b ? s.k : s.n, s.ldb, s.trans_b, key.operands);
+    p->c = matrix_desc(s.m, s.n, s.ldc, false, dnnl::memory::data_type::f32);
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);  // the thread's, sized once: no allocation per call
     if (s.alpha != 1.0f) attr.set_output_scales(0, {s.alpha});
@@ -193,13 +195,16 @@ class SharedProducts {
       ops.append_sum(s.beta);  // C = alpha * A B + beta * C
       attr.set_post_ops(ops);
     }
+    const bool bf16 = key.operands == dnnl::memory::data_type::bf16;
     try {
       const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(p->a, p->b, p->c), attr, engine_);
-      if (!std::string_view(pd.impl_info_str()).starts_with("brg")) return p;
+      // bf16 takes whichever kernel oneDNN has (there is no dnnl_sgemm to fall back on)
+      if (!bf16 && !std::string_view(pd.impl_info_str()).starts_with("brg")) return p;
       p->primitive = dnnl::matmul(pd);
       p->scratchpad = pd.scratchpad_desc();
-    } catch (const dnnl::error&) {
-      // no matmul for this shape: dnnl_sgemm takes it
+    } catch (const dnnl::error& e) {
+      // f32: no matmul for this shape, dnnl_sgemm takes it
+      if (bf16) check(e.status, "bf16 matmul creation", s);
     }
     return p;
   }
@@ -218,14 +223,16 @@ class ThreadProducts {
  public:
   ThreadProducts() : stream_(SharedProducts::instance().engine()) {}
 
-  void run(const GemmShape& s, const float* a, const float* b, float* c) {
-    auto found = products_.find(ShapeKey{s});
-    if (found == products_.end()) found = products_.emplace(ShapeKey{s}, bind(SharedProducts::instance().get(s))).first;
+  // Runs the product with f32 or bf16 operands a and b (as key.operands says).
+  void run(const ShapeKey& key, const void* a, const void* b, float* c) {
+    const GemmShape& s = key.s;
+    auto found = products_.find(key);
+    if (found == products_.end()) found = products_.emplace(key, bind(SharedProducts::instance().get(key))).first;
     Product& p = found->second;
-    if (!p.shared->primitive) return call_dnnl_sgemm(s, a, b, c);
+    if (!p.shared->primitive) return call_dnnl_sgemm(s, static_cast<const float*>(a), static_cast<const float*>(b), c);
     // The C API: the C++ execute() builds an std::unordered_map per call.
-    check(dnnl_memory_set_data_handle(p.a.get(), const_cast<float*>(a)), "set_data_handle", s);
-    check(dnnl_memory_set_data_handle(p.b.get(), const_cast<float*>(b)), "set_data_handle", s);
+    check(dnnl_memory_set_data_handle(p.a.get(), const_cast<void*>(a)), "set_data_handle", s);
+    check(dnnl_memory_set_data_handle(p.b.get(), const_cast<void*>(b)), "set_data_handle", s);
     check(dnnl_memory_set_data_handle(p.c.get(), c), "set_data_handle", s);
     const dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, p.a.get()},
                                     {DNNL_ARG_WEIGHTS, p.b.get()},
@@ -274,17 +281,39 @@ bool runs_on_brgemm(const GemmShape& s) {
   return s.lock_free || a_bt || static_cast<double>(s.m) * s.n * s.k <= matmul_max();
 }
 
-}  // namespace
-
-void sgemm_onednn(const GemmShape& s, const float* a, const float* b, float* c) {
+void use_one_openmp_thread() {
   thread_local const bool single_threaded = [] {
     omp_set_num_threads(1);
     return true;
   }();
   (void)single_threaded;
-  if (!runs_on_brgemm(s)) return call_dnnl_sgemm(s, a, b, c);
+}
+
+ThreadProducts& thread_products() {
   thread_local ThreadProducts products;
-  products.run(s, a, b, c);
+  return products;
+}
+
+}  // namespace
+
+void sgemm_onednn(const GemmShape& s, const float* a, const float* b, float* c) {
+  use_one_openmp_thread();
+  if (!runs_on_brgemm(s)) return call_dnnl_sgemm(s, a, b, c);
+  thread_products().run(ShapeKey{s, dnnl::memory::data_type::f32}, a, b, c);
+}
+
+void gemm_bf16_onednn(const GemmShape& s, const bf16* a, const bf16* b, float* c) {
+  use_one_openmp_thread();
+  thread_products().run(ShapeKey{s, dnnl::memory::data_type::bf16}, a, b, c);
+}
+
+Bf16Support onednn_bf16_support() {
+  const auto isa = static_cast<unsigned>(dnnl_get_effective_cpu_isa());
+  const auto has = [isa](dnnl_cpu_isa_t wanted) { return (isa & wanted) == static_cast<unsigned>(wanted); };
+  const std::string kernels = std::string(" (oneDNN ") + dnnl_cpu_isa2str(dnnl_get_effective_cpu_isa()) + " kernels)";
+  if (has(dnnl_cpu_isa_avx512_core_amx)) return {true, "AMX-BF16" + kernels};
+  if (has(dnnl_cpu_isa_avx512_core_bf16)) return {true, "AVX512_BF16" + kernels};
+  return {false, "neither AMX-BF16 nor AVX512_BF16" + kernels};
 }
 
 std::string onednn_description() {

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <iostream>
 #include <limits>
 #include <random>
 #include <stdexcept>
@@ -223,6 +224,99 @@ TEST(GemmOnednnPaths, LateThreadRunsTheOthersShapesWithoutALock) {
   });
   late.join();
   EXPECT_EQ(locks, 0u);
+}
+
+// bf16 products: the skip names the missing CPU feature in the output.
+#define SKIP_WITHOUT_NATIVE_BF16()                                                          \
+  do {                                                                                      \
+    if (!k::bf16_support().native) GTEST_SKIP() << "no native bf16: " << k::bf16_support().detail; \
+  } while (0)
+
+std::vector<k::bf16> rounded(const std::vector<float>& v) {
+  std::vector<k::bf16> out(v.size());
+  for (std::size_t i = 0; i < v.size(); ++i) out[i] = k::to_bf16(v[i]);
+  return out;
+}
+
+// The bf16 product against the oracle on the same rounded operands: only the
+// f32 accumulation order differs (oneDNN's kernels may also round partial
+// sums to bf16 on some paths, which this tolerance would catch at k >= 64).
+TEST(GemmBf16, MatchesTheNaiveOracleOnOddShapesAllTransposesAlphaBetaAndPadding) {
+  SKIP_WITHOUT_NATIVE_BF16();
+  struct Dims { int m, n, k; };
+  const Dims dims[] = {{1, 1, 1}, {7, 5, 3}, {33, 17, 65}, {64, 96, 48}, {129, 31, 257}, {3, 200, 9}, {128, 768, 256}};
+  struct Scale { float alpha, beta; };
+  const Scale scales[] = {{1.0f, 0.0f}, {0.125f, 1.0f}, {-2.0f, 0.5f}};
+  unsigned seed = 100;
+  for (const Dims& d : dims) {
+    for (int trans = 0; trans < 4; ++trans) {
+      for (const Scale& sc : scales) {
+        for (int pad : {0, 3}) {
+          Matrices p = make_problem(trans & 1, trans & 2, d.m, d.n, d.k, sc.alpha, sc.beta, pad, seed++);
+          SCOPED_TRACE(describe(p.shape));
+          const std::vector<k::bf16> a = rounded(p.a), b = rounded(p.b);
+          std::vector<float> expected = p.c;
+          k::gemm_bf16_naive(p.shape, a.data(), b.data(), expected.data());
+          k::gemm_bf16(p.shape, a.data(), b.data(), p.c.data());
+          const float tol = tolerance(p.shape);
+          for (std::size_t i = 0; i < expected.size(); ++i)
+            ASSERT_NEAR(p.c[i], expected[i], tol) << "element " << i << " (row " << i / p.shape.ldc << ")";
+        }
+      }
+    }
+  }
+}
+
+// Against the f32 product of the unrounded operands: within what rounding
+// each operand to 8 significant bits allows (relative 2^-8 per operand).
+TEST(GemmBf16, IsWithinBf16RoundingOfTheFloatProduct) {
+  SKIP_WITHOUT_NATIVE_BF16();
+  Matrices p = make_problem(true, false, 96, 80, 512, 1.0f, 0.0f, 0, 5);
+  std::vector<float> exact = p.c;
+  k::sgemm_naive(p.shape, p.a.data(), p.b.data(), exact.data());
+  const std::vector<k::bf16> a = rounded(p.a), b = rounded(p.b);
+  k::gemm_bf16(p.shape, a.data(), b.data(), p.c.data());
+  double err = 0, norm = 0;
+  for (std::size_t i = 0; i < exact.size(); ++i) {
+    const double diff = static_cast<double>(p.c[i]) - static_cast<double>(exact[i]);
+    err += diff * diff;
+    norm += static_cast<double>(exact[i]) * static_cast<double>(exact[i]);
+  }
+  EXPECT_LT(std::sqrt(err / norm), 2.0 * 0x1p-8);
+  EXPECT_GT(std::sqrt(err / norm), 0.0) << "bf16 operands should not give the f32 product exactly";
+}
+
+TEST(GemmBf16, ConcurrentCallersOnSharedShapesGetCorrectResults) {
+  SKIP_WITHOUT_NATIVE_BF16();
+  Matrices p = make_problem(false, true, 64, 64, 64, 1.0f, 0.0f, 0, 9);
+  const std::vector<k::bf16> a = rounded(p.a), b = rounded(p.b);
+  std::vector<float> expected = p.c;
+  k::gemm_bf16_naive(p.shape, a.data(), b.data(), expected.data());
+  std::vector<std::vector<float>> results(4, p.c);
+  std::vector<std::thread> threads;
+  for (auto& r : results)
+    threads.emplace_back([&] {
+      for (int rep = 0; rep < 20; ++rep) k::gemm_bf16(p.shape, a.data(), b.data(), r.data());
+    });
+  for (auto& t : threads) t.join();
+  for (const auto& r : results)
+    for (std::size_t i = 0; i < r.size(); ++i) ASSERT_NEAR(r[i], expected[i], tolerance(p.shape));
+}
+
+TEST(GemmBf16, SupportFollowsOnednnsIsaLimit) {
+  if (!k::gemm_backend_available(k::GemmBackend::onednn)) GTEST_SKIP() << "this build has no onednn backend";
+  if (std::getenv("ONEDNN_MAX_CPU_ISA") != nullptr) {
+    // The child below: limited to AVX-512 without bf16.
+    EXPECT_FALSE(k::bf16_support().native);
+    EXPECT_NE(k::bf16_support().detail.find("neither AMX-BF16 nor AVX512_BF16"), std::string::npos)
+        << k::bf16_support().detail;
+    return;
+  }
+  std::cout << "bf16 here: " << (k::bf16_support().native ? "native, " : "not native, ") << k::bf16_support().detail
+            << "\n";
+  const auto child = cllm::test::rerun_this_program("ONEDNN_MAX_CPU_ISA=AVX512_CORE",
+                                                    "GemmBf16.SupportFollowsOnednnsIsaLimit");
+  EXPECT_TRUE(child.passed(1)) << child.command << "\n" << child.output;
 }
 
 INSTANTIATE_TEST_SUITE_P(Compiled, GemmBackendTest, ::testing::ValuesIn(k::available_gemm_backends()),

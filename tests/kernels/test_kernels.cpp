@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdio>
 #include <cstdint>
@@ -377,6 +378,45 @@ TEST_P(KernelTest, AdamWRejectsStepZero) {
     EXPECT_NE(std::string(e.what()).find("step"), std::string::npos) << e.what();
   }
   EXPECT_EQ(p, 1.0f);
+}
+
+// Every float class: ties that round to even (up and down), values that
+// round up into the next binade and to infinity, denormals, infinities, NaN.
+TEST_P(KernelTest, Bf16ConversionRoundsToNearestEvenLikeTheScalarRule) {
+  const float specials[] = {0.0f, -0.0f, 1.0f, -1.0f,
+                            std::bit_cast<float>(0x3f808000u),  // tie, kept bit 0: rounds down
+                            std::bit_cast<float>(0x3f818000u),  // tie, kept bit 1: rounds up
+                            std::bit_cast<float>(0x3f80ffffu),  // rounds up
+                            std::bit_cast<float>(0x3fffffffu),  // carries into the exponent
+                            std::bit_cast<float>(0x7f7fffffu),  // largest float: to infinity
+                            std::bit_cast<float>(0x00000001u),  // denormal
+                            std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
+                            std::numeric_limits<float>::quiet_NaN(), std::bit_cast<float>(0x7f800001u)};
+  const std::uint16_t expected[] = {0x0000, 0x8000, 0x3f80, 0xbf80, 0x3f80, 0x3f82, 0x3f81,
+                                    0x4000, 0x7f80, 0x0000, 0x7f80, 0xff80, 0x7fc0, 0x7fc0};
+  std::mt19937 rng(11);
+  for (std::size_t n : kSizes) {
+    for (std::size_t mis : kMisalign) {
+      Buffer src(n, mis);
+      fill_reals(src, rng, -1e4f, 1e4f);
+      for (std::size_t i = 0; i < n && i < std::size(specials); ++i) src[i * 7 % n] = specials[i];
+      std::vector<k::bf16> out(n + 1, k::bf16{0xabcd}), ref(n);
+      table().to_bf16(out.data(), src.data(), n);
+      scalar().to_bf16(ref.data(), src.data(), n);
+      for (std::size_t i = 0; i < n; ++i) {
+        ASSERT_EQ(out[i].bits, ref[i].bits) << "n=" << n << " i=" << i;
+        ASSERT_EQ(out[i].bits, k::to_bf16(src[i]).bits) << "n=" << n << " i=" << i;
+      }
+      ASSERT_EQ(out[n].bits, 0xabcd) << "wrote past the end, n=" << n;
+      Buffer back(n, mis);
+      table().from_bf16(back.data(), out.data(), n);
+      for (std::size_t i = 0; i < n; ++i)
+        ASSERT_EQ(std::bit_cast<std::uint32_t>(back[i]), static_cast<std::uint32_t>(out[i].bits) << 16);
+      ASSERT_TRUE(back.guards_intact());
+    }
+  }
+  for (std::size_t i = 0; i < std::size(specials); ++i)
+    EXPECT_EQ(k::to_bf16(specials[i]).bits, expected[i]) << "special " << i;
 }
 
 INSTANTIATE_TEST_SUITE_P(Targets, KernelTest, testing::ValuesIn(k::usable_targets()), target_test_name);
