@@ -6,6 +6,7 @@
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "kernels/kernels.h"
 #include "kernels/sgemm.h"
@@ -130,39 +131,67 @@ void init_params(const ParamLayout& layout, float* params, std::uint64_t seed) {
 
 // ---------------------------------------------------------------- Workspace
 
+// The activations that only feed matrix products, in the products' operand
+// type Op (see layers.h); per-layer arrays are [layers][max size of one layer].
+template <class Op>
+struct Operands {
+  std::vector<Op> ln1, atty, ln2, fch_gelu, lnf, att;
+  std::vector<Op> attention;  // attention's per-head operand scratch, reused by every layer
+  // bf16 only (f32 products read the f32 gradients as they are): a layer's
+  // output gradient and the logits' gradient converted for the backward products.
+  std::vector<Op> dout, dlogits;
+
+  void allocate(const Config& c, int batch, int seq, std::size_t BT) {
+    const std::size_t L = sz(c.layers), C = sz(c.dim), V = sz(c.vocab), NH = sz(c.heads), LBT = L * BT;
+    ln1.resize(LBT * C);
+    atty.resize(LBT * C);
+    ln2.resize(LBT * C);
+    fch_gelu.resize(LBT * 4 * C);
+    lnf.resize(BT * C);
+    att.resize(L * sz(batch) * NH * layers::attention_probs_per_head(seq));
+    attention.resize(layers::attention_operand_scratch_size(seq, c.dim, c.heads));
+    if constexpr (!std::is_same_v<Op, float>) {
+      dout.resize(BT * 4 * C);
+      dlogits.resize(BT * V);
+    }
+  }
+  std::size_t bytes() const {
+    std::size_t n = 0;
+    for (const auto* v : {&ln1, &atty, &ln2, &fch_gelu, &lnf, &att, &attention, &dout, &dlogits}) n += v->size();
+    return n * sizeof(Op);
+  }
+};
+
 struct Workspace::Buffers {
   Config cfg;
   int max_batch, max_seq;
   std::size_t max_bt;
-  // activations; per-layer arrays are [layers][max size of one layer]
-  std::vector<float> encoded, ln1, ln1_mean, ln1_rstd, qkv, atty, att, res2, ln2, ln2_mean,
-      ln2_rstd, fch, fch_gelu, res3, lnf, lnf_mean, lnf_rstd, logits, probs, losses;
+  Precision precision;
+  // f32 activations; per-layer arrays are [layers][max size of one layer]
+  std::vector<float> encoded, ln1_mean, ln1_rstd, qkv, res2, ln2_mean, ln2_rstd, fch, res3, lnf_mean, lnf_rstd,
+      logits, probs, losses;
   // gradients of activations, reused by every layer
   std::vector<float> dres, dbig, dsmall;
   std::vector<float> attention_scratch;  // forward and backward, reused by every layer
+  Operands<float> f32;                   // sized in fp32 workspaces only
+  Operands<kernels::bf16> bf16;          // sized in bf16 workspaces only
   std::vector<std::int32_t> tokens, targets;
   int B = 0, T = 0;
   bool ready_for_backward = false;
 
-  Buffers(const Config& c, int batch, int seq) : cfg(c), max_batch(batch), max_seq(seq) {
+  Buffers(const Config& c, int batch, int seq, Precision p) : cfg(c), max_batch(batch), max_seq(seq), precision(p) {
     max_bt = sz(batch) * sz(seq);
-    const std::size_t L = sz(c.layers), C = sz(c.dim), V = sz(c.vocab), NH = sz(c.heads);
+    const std::size_t L = sz(c.layers), C = sz(c.dim), V = sz(c.vocab);
     const std::size_t BT = max_bt, LBT = L * BT;
     encoded.resize(BT * C);
-    ln1.resize(LBT * C);
     ln1_mean.resize(LBT);
     ln1_rstd.resize(LBT);
     qkv.resize(LBT * 3 * C);
-    atty.resize(LBT * C);
-    att.resize(L * sz(batch) * NH * layers::attention_probs_per_head(seq));
     res2.resize(LBT * C);
-    ln2.resize(LBT * C);
     ln2_mean.resize(LBT);
     ln2_rstd.resize(LBT);
     fch.resize(LBT * 4 * C);
-    fch_gelu.resize(LBT * 4 * C);
     res3.resize(LBT * C);
-    lnf.resize(BT * C);
     lnf_mean.resize(BT);
     lnf_rstd.resize(BT);
     logits.resize(BT * V);
@@ -172,21 +201,36 @@ struct Workspace::Buffers {
     dbig.resize(BT * 4 * C);
     dsmall.resize(BT * C);
     attention_scratch.resize(layers::attention_scratch_size(seq, c.dim, c.heads));
+    if (p == Precision::bf16) {
+      bf16.allocate(c, batch, seq, BT);
+    } else {
+      f32.allocate(c, batch, seq, BT);
+    }
     tokens.resize(BT);
     targets.resize(BT);
   }
 
+  template <class Op>
+  Operands<Op>& operands() {
+    if constexpr (std::is_same_v<Op, float>) {
+      return f32;
+    } else {
+      return bf16;
+    }
+  }
+
   std::size_t bytes() const {
     std::size_t n = 0;
-    for (const auto* v : {&encoded, &ln1, &ln1_mean, &ln1_rstd, &qkv, &atty, &att, &res2, &ln2,
-                          &ln2_mean, &ln2_rstd, &fch, &fch_gelu, &res3, &lnf, &lnf_mean, &lnf_rstd,
-                          &logits, &probs, &losses, &dres, &dbig, &dsmall, &attention_scratch})
+    for (const auto* v : {&encoded, &ln1_mean, &ln1_rstd, &qkv, &res2, &ln2_mean, &ln2_rstd, &fch, &res3, &lnf_mean,
+                          &lnf_rstd, &logits, &probs, &losses, &dres, &dbig, &dsmall, &attention_scratch})
       n += v->size() * sizeof(float);
-    return n + (tokens.size() + targets.size()) * sizeof(std::int32_t);
+    return n + f32.bytes() + bf16.bytes() + (tokens.size() + targets.size()) * sizeof(std::int32_t);
   }
 };
 
-Workspace::Workspace(const Config& config, int batch, int seq) {
+std::string_view precision_name(Precision p) { return p == Precision::bf16 ? "bf16" : "fp32"; }
+
+Workspace::Workspace(const Config& config, int batch, int seq, Precision precision) {
   config.validate();
   if (batch < 1) throw std::invalid_argument("workspace: batch = " + std::to_string(batch) + ", expected >= 1");
   if (seq < 1 || seq > config.context)
@@ -195,7 +239,7 @@ Workspace::Workspace(const Config& config, int batch, int seq) {
   if (static_cast<long long>(batch) * seq > std::numeric_limits<int>::max())
     throw std::invalid_argument("workspace: batch * seq = " + std::to_string(static_cast<long long>(batch) * seq) +
                                 " tokens, expected at most 2^31 - 1");
-  buf_ = std::make_unique<Buffers>(config, batch, seq);
+  buf_ = std::make_unique<Buffers>(config, batch, seq, precision);
 }
 
 Workspace::Workspace(Workspace&&) noexcept = default;
@@ -205,6 +249,7 @@ Workspace::~Workspace() = default;
 int Workspace::max_batch() const { return buf_->max_batch; }
 int Workspace::max_seq() const { return buf_->max_seq; }
 std::size_t Workspace::bytes() const { return buf_->bytes(); }
+Precision Workspace::precision() const { return buf_->precision; }
 
 const float* logits(const Workspace& ws) { return ws.buf_->logits.data(); }
 
@@ -222,9 +267,63 @@ void check_ids(const char* what, const std::int32_t* ids, std::size_t n, int voc
                                   std::to_string(vocab - 1));
 }
 
+void check_weights(const Weights& weights, Precision precision, const char* what) {
+  if (precision == Precision::bf16 && weights.bf16 == nullptr)
+    throw std::invalid_argument(std::string(what) + ": a bf16 workspace needs the bf16 copy of the weights");
+}
+
 }  // namespace
 
-float forward(const ParamLayout& layout, const float* params, const std::int32_t* tokens,
+namespace {
+
+// One forward pass with matrix operands of type Op: params are the f32
+// weights (biases, LayerNorm, embeddings), mats the same layout in Op (the
+// f32 weights themselves, or their bf16 copy) for the products.
+template <class Op>
+float forward_pass(const ParamLayout& layout, const float* params, const Op* mats, bool with_targets,
+                   Workspace::Buffers& w) {
+  const Config& cfg = layout.config();
+  const int B = w.B, T = w.T, N = B * T, C = cfg.dim, V = cfg.vocab, NH = cfg.heads;
+  Operands<Op>& op = w.operands<Op>();
+  const std::size_t act = w.max_bt * sz(C), stats = w.max_bt;
+  const std::size_t att_stride = sz(w.max_batch) * sz(NH) * layers::attention_probs_per_head(w.max_seq);
+  layers::encoder_forward(w.encoded.data(), w.tokens.data(), params + layout.wte(), params + layout.wpe(), B, T, C);
+  const float* residual = w.encoded.data();
+  for (int l = 0; l < cfg.layers; ++l) {
+    const ParamLayout::Block& p = layout.block(l);
+    const std::size_t L = sz(l);
+    Op* ln1 = op.ln1.data() + L * act;
+    float* qkv = w.qkv.data() + L * act * 3;
+    Op* atty = op.atty.data() + L * act;
+    float* res2 = w.res2.data() + L * act;
+    Op* ln2 = op.ln2.data() + L * act;
+    float* fch = w.fch.data() + L * act * 4;
+    Op* fch_gelu = op.fch_gelu.data() + L * act * 4;
+    float* res3 = w.res3.data() + L * act;
+    layers::layernorm_forward(ln1, w.ln1_mean.data() + L * stats, w.ln1_rstd.data() + L * stats, residual,
+                              params + p.ln1_w, params + p.ln1_b, N, C);
+    layers::matmul_forward(qkv, ln1, mats + p.attn_w, params + p.attn_b, nullptr, N, C, 3 * C);
+    layers::attention_forward(atty, op.att.data() + L * att_stride, w.attention_scratch.data(), op.attention.data(),
+                              qkv, B, T, C, NH);
+    layers::matmul_forward(res2, atty, mats + p.attn_proj_w, params + p.attn_proj_b, residual, N, C, C);
+    layers::layernorm_forward(ln2, w.ln2_mean.data() + L * stats, w.ln2_rstd.data() + L * stats, res2,
+                              params + p.ln2_w, params + p.ln2_b, N, C);
+    layers::matmul_forward(fch, ln2, mats + p.fc_w, params + p.fc_b, nullptr, N, C, 4 * C);
+    layers::gelu_forward(fch_gelu, fch, sz(N) * 4 * sz(C));
+    layers::matmul_forward(res3, fch_gelu, mats + p.fc_proj_w, params + p.fc_proj_b, res2, N, 4 * C, C);
+    residual = res3;
+  }
+  layers::layernorm_forward(op.lnf.data(), w.lnf_mean.data(), w.lnf_rstd.data(), residual,
+                            params + layout.lnf_w(), params + layout.lnf_b(), N, C);
+  layers::lm_head_forward(w.logits.data(), op.lnf.data(), mats + layout.wte(), N, C, V);
+  if (!with_targets) return 0.0f;
+  w.ready_for_backward = true;
+  return layers::crossentropy_forward(w.probs.data(), w.losses.data(), w.logits.data(), w.targets.data(), N, V);
+}
+
+}  // namespace
+
+float forward(const ParamLayout& layout, Weights weights, const std::int32_t* tokens,
               const std::int32_t* targets, int B, int T, Workspace& ws) {
   Workspace::Buffers& w = *ws.buf_;
   const Config& cfg = layout.config();
@@ -235,7 +334,8 @@ float forward(const ParamLayout& layout, const float* params, const std::int32_t
     throw std::invalid_argument("forward: B = " + std::to_string(B) + ", expected 1.." + std::to_string(w.max_batch));
   if (T < 1 || T > w.max_seq)
     throw std::invalid_argument("forward: T = " + std::to_string(T) + ", expected 1.." + std::to_string(w.max_seq));
-  const int N = B * T, C = cfg.dim, V = cfg.vocab, NH = cfg.heads;
+  check_weights(weights, w.precision, "forward");
+  const int N = B * T, V = cfg.vocab;
   check_ids("tokens", tokens, sz(N), V);
   if (targets) check_ids("targets", targets, sz(N), V);
   w.B = B;
@@ -243,65 +343,31 @@ float forward(const ParamLayout& layout, const float* params, const std::int32_t
   w.ready_for_backward = false;
   std::copy(tokens, tokens + N, w.tokens.begin());
   if (targets) std::copy(targets, targets + N, w.targets.begin());
-
-  const std::size_t act = w.max_bt * sz(C), stats = w.max_bt;
-  const std::size_t att_stride = sz(w.max_batch) * sz(NH) * layers::attention_probs_per_head(w.max_seq);
-  layers::encoder_forward(w.encoded.data(), tokens, params + layout.wte(), params + layout.wpe(), B, T, C);
-  const float* residual = w.encoded.data();
-  for (int l = 0; l < cfg.layers; ++l) {
-    const ParamLayout::Block& p = layout.block(l);
-    const std::size_t L = sz(l);
-    float* ln1 = w.ln1.data() + L * act;
-    float* qkv = w.qkv.data() + L * act * 3;
-    float* atty = w.atty.data() + L * act;
-    float* res2 = w.res2.data() + L * act;
-    float* ln2 = w.ln2.data() + L * act;
-    float* fch = w.fch.data() + L * act * 4;
-    float* fch_gelu = w.fch_gelu.data() + L * act * 4;
-    float* res3 = w.res3.data() + L * act;
-    layers::layernorm_forward(ln1, w.ln1_mean.data() + L * stats, w.ln1_rstd.data() + L * stats, residual,
-                              params + p.ln1_w, params + p.ln1_b, N, C);
-    layers::matmul_forward(qkv, ln1, params + p.attn_w, params + p.attn_b, nullptr, N, C, 3 * C);
-    layers::attention_forward(atty, w.att.data() + L * att_stride, w.attention_scratch.data(), qkv, B, T, C, NH);
-    layers::matmul_forward(res2, atty, params + p.attn_proj_w, params + p.attn_proj_b, residual, N, C, C);
-    layers::layernorm_forward(ln2, w.ln2_mean.data() + L * stats, w.ln2_rstd.data() + L * stats, res2,
-                              params + p.ln2_w, params + p.ln2_b, N, C);
-    layers::matmul_forward(fch, ln2, params + p.fc_w, params + p.fc_b, nullptr, N, C, 4 * C);
-    layers::gelu_forward(fch_gelu, fch, sz(N) * 4 * sz(C));
-    layers::matmul_forward(res3, fch_gelu, params + p.fc_proj_w, params + p.fc_proj_b, res2, N, 4 * C, C);
-    residual = res3;
-  }
-  layers::layernorm_forward(w.lnf.data(), w.lnf_mean.data(), w.lnf_rstd.data(), residual,
-                            params + layout.lnf_w(), params + layout.lnf_b(), N, C);
-  // logits (N,V) = lnf (N,C) @ wte^T (tied head)
-  const GemmShape head{.trans_b = true, .m = N, .n = V, .k = C, .lda = C, .ldb = C, .ldc = V};
-  sgemm(head, w.lnf.data(), params + layout.wte(), w.logits.data());
-  if (!targets) return 0.0f;
-  w.ready_for_backward = true;
-  return layers::crossentropy_forward(w.probs.data(), w.losses.data(), w.logits.data(), w.targets.data(), N, V);
+  if (w.precision == Precision::bf16) return forward_pass(layout, weights.f32, weights.bf16, targets != nullptr, w);
+  return forward_pass(layout, weights.f32, weights.f32, targets != nullptr, w);
 }
 
-void backward(const ParamLayout& layout, const float* params, float* grad, float scale,
-              bool overwrite, Workspace& ws) {
-  Workspace::Buffers& w = *ws.buf_;
-  if (!w.ready_for_backward)
-    throw std::logic_error("backward: needs a forward with targets first (and runs once per forward)");
-  w.ready_for_backward = false;  // the probabilities are overwritten by their gradient below
+namespace {
+
+// The backward pass matching forward_pass (same operand type Op).
+template <class Op>
+void backward_pass(const ParamLayout& layout, const float* params, const Op* mats, float* grad, float scale,
+                   bool overwrite, Workspace::Buffers& w) {
   const Config& cfg = layout.config();
   const int B = w.B, T = w.T, N = B * T, C = cfg.dim, V = cfg.vocab, NH = cfg.heads;
+  Operands<Op>& op = w.operands<Op>();
   const bool acc = !overwrite;
   const std::size_t act = w.max_bt * sz(C), stats = w.max_bt;
   const std::size_t att_stride = sz(w.max_batch) * sz(NH) * layers::attention_probs_per_head(w.max_seq);
+  // An f32 gradient in the operand type, for the products (bf16: converted into op.dout).
+  const auto operand = [&](const float* g, std::size_t n) { return layers::as_operand(g, op.dout.data(), n); };
 
   float* dlogits = w.probs.data();
   layers::crossentropy_backward(dlogits, w.probs.data(), w.targets.data(), N, V, scale / static_cast<float>(N));
-  // dlnf (N,C) = dlogits (N,V) @ wte (V,C)
-  const GemmShape dx{.m = N, .n = C, .k = V, .lda = V, .ldb = C, .ldc = C};
-  sgemm(dx, dlogits, params + layout.wte(), w.dsmall.data());
-  // dwte (V,C) (+)= dlogits^T (V,N) @ lnf (N,C)
-  const GemmShape dwte{.trans_a = true, .m = V, .n = C, .k = N, .beta = acc ? 1.0f : 0.0f,
-                       .lda = V, .ldb = C, .ldc = C};
-  sgemm(dwte, dlogits, w.lnf.data(), grad + layout.wte());
+  // dlnf (N,C) into dsmall; dwte (+)= the head's part
+  layers::lm_head_backward(w.dsmall.data(), grad + layout.wte(),
+                           layers::as_operand(dlogits, op.dlogits.data(), sz(N) * sz(V)), op.lnf.data(),
+                           mats + layout.wte(), N, C, V, acc);
 
   float* dres = w.dres.data();
   std::fill(dres, dres + sz(N) * sz(C), 0.0f);
@@ -312,34 +378,49 @@ void backward(const ParamLayout& layout, const float* params, float* grad, float
     const ParamLayout::Block& p = layout.block(l);
     const std::size_t L = sz(l);
     const float* residual = l == 0 ? w.encoded.data() : w.res3.data() + (L - 1) * act;
-    const float* ln1 = w.ln1.data() + L * act;
+    const Op* ln1 = op.ln1.data() + L * act;
     const float* qkv = w.qkv.data() + L * act * 3;
-    const float* atty = w.atty.data() + L * act;
+    const Op* atty = op.atty.data() + L * act;
     const float* res2 = w.res2.data() + L * act;
-    const float* ln2 = w.ln2.data() + L * act;
+    const Op* ln2 = op.ln2.data() + L * act;
     const float* fch = w.fch.data() + L * act * 4;
-    const float* fch_gelu = w.fch_gelu.data() + L * act * 4;
+    const Op* fch_gelu = op.fch_gelu.data() + L * act * 4;
     float* dbig = w.dbig.data();
     float* dsmall = w.dsmall.data();
+    const std::size_t small = sz(N) * sz(C), big = 4 * small;
     // dres holds d(res3); the MLP branch and ln_2 add d(res2) into it.
-    layers::matmul_backward(dbig, grad + p.fc_proj_w, grad + p.fc_proj_b, dres, fch_gelu, params + p.fc_proj_w,
-                            N, 4 * C, C, acc);
-    layers::gelu_backward(dbig, fch, dbig, sz(N) * 4 * sz(C));
-    layers::matmul_backward(dsmall, grad + p.fc_w, grad + p.fc_b, dbig, ln2, params + p.fc_w, N, C, 4 * C, acc);
+    layers::matmul_backward(dbig, grad + p.fc_proj_w, grad + p.fc_proj_b, dres, operand(dres, small), fch_gelu,
+                            mats + p.fc_proj_w, N, 4 * C, C, acc);
+    layers::gelu_backward(dbig, fch, dbig, big);
+    layers::matmul_backward(dsmall, grad + p.fc_w, grad + p.fc_b, dbig, operand(dbig, big), ln2, mats + p.fc_w, N,
+                            C, 4 * C, acc);
     layers::layernorm_backward(dres, grad + p.ln2_w, grad + p.ln2_b, dsmall, res2, params + p.ln2_w,
                                w.ln2_mean.data() + L * stats, w.ln2_rstd.data() + L * stats, N, C, acc);
     // dres holds d(res2); the attention branch and ln_1 add d(residual).
-    layers::matmul_backward(dsmall, grad + p.attn_proj_w, grad + p.attn_proj_b, dres, atty,
-                            params + p.attn_proj_w, N, C, C, acc);
-    layers::attention_backward(dbig, w.attention_scratch.data(), dsmall, qkv, w.att.data() + L * att_stride, B, T, C, NH);
-    layers::matmul_backward(dsmall, grad + p.attn_w, grad + p.attn_b, dbig, ln1, params + p.attn_w, N, C, 3 * C,
-                            acc);
+    layers::matmul_backward(dsmall, grad + p.attn_proj_w, grad + p.attn_proj_b, dres, operand(dres, small), atty,
+                            mats + p.attn_proj_w, N, C, C, acc);
+    layers::attention_backward(dbig, w.attention_scratch.data(), op.attention.data(), dsmall, qkv,
+                               op.att.data() + L * att_stride, B, T, C, NH);
+    layers::matmul_backward(dsmall, grad + p.attn_w, grad + p.attn_b, dbig, operand(dbig, 3 * small), ln1,
+                            mats + p.attn_w, N, C, 3 * C, acc);
     layers::layernorm_backward(dres, grad + p.ln1_w, grad + p.ln1_b, dsmall, residual, params + p.ln1_w,
                                w.ln1_mean.data() + L * stats, w.ln1_rstd.data() + L * stats, N, C, acc);
   }
   float* dwpe = grad + layout.wpe();
   if (overwrite) std::fill(dwpe, dwpe + sz(cfg.context) * sz(C), 0.0f);
   layers::encoder_backward(grad + layout.wte(), dwpe, dres, w.tokens.data(), B, T, C);
+}
+
+}  // namespace
+
+void backward(const ParamLayout& layout, Weights weights, float* grad, float scale, bool overwrite, Workspace& ws) {
+  Workspace::Buffers& w = *ws.buf_;
+  if (!w.ready_for_backward)
+    throw std::logic_error("backward: needs a forward with targets first (and runs once per forward)");
+  check_weights(weights, w.precision, "backward");
+  w.ready_for_backward = false;  // the probabilities are overwritten by their gradient below
+  if (w.precision == Precision::bf16) return backward_pass(layout, weights.f32, weights.bf16, grad, scale, overwrite, w);
+  backward_pass(layout, weights.f32, weights.f32, grad, scale, overwrite, w);
 }
 
 // ------------------------------------------------------------------ KvCache

@@ -14,6 +14,8 @@
 #include <string_view>
 #include <vector>
 
+#include "kernels/bf16.h"
+
 namespace cllm::model {
 
 struct Config {
@@ -84,12 +86,28 @@ class ParamLayout {
 // c_proj weights N(0, 0.02/sqrt(2*layers)), biases 0, LayerNorm weights 1.
 void init_params(const ParamLayout& layout, float* params, std::uint64_t seed);
 
+// The type of the matrix products' operands. fp32: everything in f32. bf16
+// (mixed precision, as PyTorch's autocast): weights and the activations that
+// only feed products in bf16, f32 accumulation, f32 for everything else.
+enum class Precision { fp32, bf16 };
+std::string_view precision_name(Precision p);
+
+// The weights a pass reads: the f32 parameters, and for a bf16 workspace
+// their bf16 copy (same layout and offsets), which the products use.
+struct Weights {
+  const float* f32;
+  const kernels::bf16* bf16 = nullptr;
+  Weights(const float* params) : f32(params) {}  // NOLINT: implicit, fp32 callers pass params
+  Weights(const float* params, const kernels::bf16* params_bf16) : f32(params), bf16(params_bf16) {}
+};
+
 // All activations of one forward/backward pass for up to batch x seq tokens,
 // allocated once in the constructor (forward/backward allocate nothing).
 class Workspace {
  public:
   // Throws std::invalid_argument if batch < 1 or seq is not in [1, context].
-  Workspace(const Config& config, int batch, int seq);
+  // The precision is the workspace's for good: every pass through it runs so.
+  Workspace(const Config& config, int batch, int seq, Precision precision = Precision::fp32);
   Workspace(const Workspace&) = delete;
   Workspace& operator=(const Workspace&) = delete;
   Workspace(Workspace&&) noexcept;
@@ -99,12 +117,12 @@ class Workspace {
   int max_batch() const;
   int max_seq() const;
   std::size_t bytes() const;  // memory held
+  Precision precision() const;
   struct Buffers;             // defined in gpt.cpp
 
  private:
-  friend float forward(const ParamLayout&, const float*, const std::int32_t*, const std::int32_t*,
-                       int, int, Workspace&);
-  friend void backward(const ParamLayout&, const float*, float*, float, bool, Workspace&);
+  friend float forward(const ParamLayout&, Weights, const std::int32_t*, const std::int32_t*, int, int, Workspace&);
+  friend void backward(const ParamLayout&, Weights, float*, float, bool, Workspace&);
   friend const float* logits(const Workspace&);
   std::unique_ptr<Buffers> buf_;
 };
@@ -112,14 +130,15 @@ class Workspace {
 // tokens, targets: B*T int32 ids in [0, vocab), row-major (B,T); targets may
 // be null (logits only, returns 0). B <= max_batch, T <= max_seq.
 // Returns the mean cross-entropy over the B*T tokens.
-// Throws std::invalid_argument for out-of-range ids or sizes.
-float forward(const ParamLayout& layout, const float* params, const std::int32_t* tokens,
+// Throws std::invalid_argument for out-of-range ids or sizes, or a bf16
+// workspace without bf16 weights.
+float forward(const ParamLayout& layout, Weights weights, const std::int32_t* tokens,
               const std::int32_t* targets, int B, int T, Workspace& ws);
 
 // After forward with targets: grad += scale * d(mean loss)/d(params), or
 // grad = ... when overwrite (then grad's old contents, even NaN, are ignored).
 // Throws std::logic_error if the last forward had no targets.
-void backward(const ParamLayout& layout, const float* params, float* grad, float scale,
+void backward(const ParamLayout& layout, Weights weights, float* grad, float scale,
               bool overwrite, Workspace& ws);
 
 // Logits (B,T,V) of the last forward.

@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
+#include "kernels/kernels.h"
 #include "kernels/sgemm.h"
 #include "model/model_kernels.h"
 
@@ -68,22 +70,59 @@ void add_column_sums(float* dst, const float* src, int N, int OC, bool accumulat
   }
 }
 
-// One head's (T, hs) slice of a (T, ld) matrix to or from a dense (T, hs)
-// copy. The products then see dense operands only, which oneDNN's brgemm
-// kernels, its lock-free path, require.
-void gather_head(float* dense, const float* strided, int T, int hs, int ld) {
-  for (int t = 0; t < T; ++t)
-    std::memcpy(dense + static_cast<std::size_t>(t) * hs, strided + static_cast<std::size_t>(t) * ld,
-                sizeof(float) * static_cast<std::size_t>(hs));
+float widen(float x) { return x; }
+float widen(bf16 x) { return kernels::to_float(x); }
+
+// The matrix products, by operand type.
+void product(const GemmShape& s, const float* a, const float* b, float* c) { sgemm(s, a, b, c); }
+void product(const GemmShape& s, const bf16* a, const bf16* b, float* c) { kernels::gemm_bf16(s, a, b, c); }
+
+// f32 values stored in the operand type.
+void store(float* dst, const float* src, std::size_t n) { std::memcpy(dst, src, sizeof(float) * n); }
+void store(bf16* dst, const float* src, std::size_t n) { kernels::active().to_bf16(dst, src, n); }
+
+// sum p[i] * x[i] with p in the operand type, in float lanes as dot().
+template <class Op>
+float dot_operand(const Op* p, const float* x, int n) {
+  if constexpr (std::is_same_v<Op, float>) {
+    return dot(p, x, n);
+  } else {
+    float acc[kLanes] = {};
+    int i = 0;
+    for (; i + kLanes <= n; i += kLanes)
+      for (int j = 0; j < kLanes; ++j) acc[j] += widen(p[i + j]) * x[i + j];
+    float total = 0.0f;
+    for (int j = 0; j < kLanes; ++j) total += acc[j];
+    for (; i < n; ++i) total += widen(p[i]) * x[i];
+    return total;
+  }
 }
 
-void scatter_head(float* strided, const float* dense, int T, int hs, int ld) {
+// One head's (T, hs) slice of a (T, ld) matrix to or from a dense (T, hs)
+// copy, in the operand type. The products then see dense operands only,
+// which oneDNN's brgemm kernels, its lock-free path, require.
+template <class Op>
+void gather_head(Op* dense, const float* strided, int T, int hs, int ld) {
   for (int t = 0; t < T; ++t)
-    std::memcpy(strided + static_cast<std::size_t>(t) * ld, dense + static_cast<std::size_t>(t) * hs,
-                sizeof(float) * static_cast<std::size_t>(hs));
+    store(dense + static_cast<std::size_t>(t) * hs, strided + static_cast<std::size_t>(t) * ld,
+          static_cast<std::size_t>(hs));
+}
+
+template <class Op>
+void scatter_head(Op* strided, const float* dense, int T, int hs, int ld) {
+  for (int t = 0; t < T; ++t)
+    store(strided + static_cast<std::size_t>(t) * ld, dense + static_cast<std::size_t>(t) * hs,
+          static_cast<std::size_t>(hs));
 }
 
 }  // namespace
+
+const float* as_operand(const float* x, float*, std::size_t) { return x; }
+
+const bf16* as_operand(const float* x, bf16* scratch, std::size_t n) {
+  store(scratch, x, n);
+  return scratch;
+}
 
 void encoder_forward(float* out, const std::int32_t* tokens, const float* wte, const float* wpe,
                      int B, int T, int C) {
@@ -112,15 +151,23 @@ void encoder_backward(float* dwte, float* dwpe, const float* dout, const std::in
     }
 }
 
-void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
+template <class Op>
+void layernorm_forward(Op* out, float* mean, float* rstd, const float* inp, const float* weight,
                        const float* bias, int N, int C) {
   for (int n = 0; n < N; ++n) {
     const float* x = inp + static_cast<std::size_t>(n) * C;
-    float* o = out + static_cast<std::size_t>(n) * C;
+    Op* o = out + static_cast<std::size_t>(n) * C;
     const float m = sum(x, C) / static_cast<float>(C);
     const float var = centered_sum_squares(x, m, C) / static_cast<float>(C);
     const float s = 1.0f / std::sqrt(var + kLayerNormEps);
-    for (int c = 0; c < C; ++c) o[c] = (x[c] - m) * s * weight[c] + bias[c];
+    for (int c = 0; c < C; ++c) {
+      const float y = (x[c] - m) * s * weight[c] + bias[c];
+      if constexpr (std::is_same_v<Op, float>) {
+        o[c] = y;
+      } else {
+        o[c] = kernels::to_bf16(y);
+      }
+    }
     mean[n] = m;
     rstd[n] = s;
   }
@@ -168,7 +215,8 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
   }
 }
 
-void matmul_forward(float* out, const float* inp, const float* weight, const float* bias,
+template <class Op>
+void matmul_forward(float* out, const Op* inp, const Op* weight, const float* bias,
                     const float* residual, int N, int C, int OC) {
   // out = residual + bias first, then the product accumulates (beta = 1).
   for (int n = 0; n < N; ++n) {
@@ -183,19 +231,25 @@ void matmul_forward(float* out, const float* inp, const float* weight, const flo
     }
   }
   const GemmShape s{.m = N, .n = OC, .k = C, .beta = (bias || residual) ? 1.0f : 0.0f, .lda = C, .ldb = OC, .ldc = OC};
-  sgemm(s, inp, weight, out);
+  product(s, inp, weight, out);
+}
+
+template <class Op>
+void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const Op* dout_operand,
+                     const Op* inp, const Op* weight, int N, int C, int OC, bool accumulate) {
+  // dinp (N,C) = dout (N,OC) @ weight^T
+  const GemmShape di{.trans_b = true, .m = N, .n = C, .k = OC, .lda = OC, .ldb = OC, .ldc = C};
+  product(di, dout_operand, weight, dinp);
+  // dweight [C,OC] (+)= inp^T (C,N) @ dout (N,OC)
+  const GemmShape dw{.trans_a = true, .m = C, .n = OC, .k = N, .beta = accumulate ? 1.0f : 0.0f,
+                     .lda = C, .ldb = OC, .ldc = OC};
+  product(dw, inp, dout_operand, dweight);
+  if (dbias) add_column_sums(dbias, dout, N, OC, accumulate);
 }
 
 void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                      const float* inp, const float* weight, int N, int C, int OC, bool accumulate) {
-  // dinp (N,C) = dout (N,OC) @ weight^T
-  const GemmShape di{.trans_b = true, .m = N, .n = C, .k = OC, .lda = OC, .ldb = OC, .ldc = C};
-  sgemm(di, dout, weight, dinp);
-  // dweight [C,OC] (+)= inp^T (C,N) @ dout (N,OC)
-  const GemmShape dw{.trans_a = true, .m = C, .n = OC, .k = N, .beta = accumulate ? 1.0f : 0.0f,
-                     .lda = C, .ldb = OC, .ldc = OC};
-  sgemm(dw, inp, dout, dweight);
-  if (dbias) add_column_sums(dbias, dout, N, OC, accumulate);
+  matmul_backward(dinp, dweight, dbias, dout, dout, inp, weight, N, C, OC, accumulate);
 }
 
 std::size_t attention_row_offset(int T, int t) {
@@ -208,61 +262,77 @@ std::size_t attention_row_offset(int T, int t) {
 
 std::size_t attention_probs_per_head(int T) { return T == 0 ? 0 : attention_row_offset(T, T - 1) + T; }
 
+// f32: the forward's output head and score block, the backward's dq, dk, dv
+// and score-gradient block. Operands: q, k, v and the output gradient of one
+// head, and the score-gradient block in the operand type.
 std::size_t attention_scratch_size(int T, int C, int NH) {
   const std::size_t head = static_cast<std::size_t>(T) * (C / NH);
-  return 7 * head + static_cast<std::size_t>(kAttentionBlock) * T;
+  return 3 * head + static_cast<std::size_t>(kAttentionBlock) * T;
 }
 
-void attention_forward(float* out, float* att, float* scratch, const float* qkv, int B, int T, int C, int NH) {
+std::size_t attention_operand_scratch_size(int T, int C, int NH) {
+  const std::size_t head = static_cast<std::size_t>(T) * (C / NH);
+  return 4 * head + static_cast<std::size_t>(kAttentionBlock) * T;
+}
+
+template <class Op>
+void attention_forward(Op* out, Op* att, float* scratch, Op* operands, const float* qkv, int B, int T, int C,
+                       int NH) {
   const int hs = C / NH;
   const int ld = 3 * C;
   const std::size_t head = static_cast<std::size_t>(T) * hs;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
   const auto& mk = detail::model_kernels();
-  float* q = scratch;  // (T, hs) each
-  float* k = q + head;
-  float* v = k + head;
-  float* o = v + head;
+  Op* q = operands;  // (T, hs) each
+  Op* k = q + head;
+  Op* v = k + head;
+  float* o = scratch;
+  float* scores = o + head;  // one row block's, before they are stored as operands (bf16)
   for (int b = 0; b < B; ++b)
     for (int h = 0; h < NH; ++h) {
       const float* qkv_h = qkv + static_cast<std::size_t>(b) * T * ld + h * hs;
       gather_head(q, qkv_h, T, hs, ld);
       gather_head(k, qkv_h + C, T, hs, ld);
       gather_head(v, qkv_h + 2 * C, T, hs, ld);
-      float* a = att + (static_cast<std::size_t>(b) * NH + h) * attention_probs_per_head(T);
+      Op* a = att + (static_cast<std::size_t>(b) * NH + h) * attention_probs_per_head(T);
       for (int r0 = 0; r0 < T; r0 += kAttentionBlock) {
         const int r1 = std::min(r0 + kAttentionBlock, T);
-        float* rows = a + attention_row_offset(T, r0);  // (r1 - r0, r1)
-        // rows = scale * q[r0:r1] @ k[0:r1]^T
+        Op* rows = a + attention_row_offset(T, r0);  // (r1 - r0, r1)
+        float* s = scores;
+        if constexpr (std::is_same_v<Op, float>) s = rows;  // softmax in place
+        // s = scale * q[r0:r1] @ k[0:r1]^T
         const GemmShape qk{.trans_b = true, .m = r1 - r0, .n = r1, .k = hs, .alpha = scale,
                            .lda = hs, .ldb = hs, .ldc = r1, .lock_free = true};
-        sgemm(qk, q + static_cast<std::size_t>(r0) * hs, k, rows);
+        product(qk, q + static_cast<std::size_t>(r0) * hs, k, s);
         for (int t = r0; t < r1; ++t) {
-          float* row = rows + static_cast<std::size_t>(t - r0) * r1;
+          float* row = s + static_cast<std::size_t>(t - r0) * r1;
           const std::size_t n = static_cast<std::size_t>(t) + 1;
           const float inv = 1.0f / mk.exp_shift_sum(row, mk.max(row, n), n);
-          for (std::size_t s = 0; s < n; ++s) row[s] *= inv;
+          for (std::size_t j = 0; j < n; ++j) row[j] *= inv;
           std::fill(row + n, row + r1, 0.0f);  // masked: the product below reads them
         }
+        if constexpr (!std::is_same_v<Op, float>) store(rows, s, static_cast<std::size_t>(r1 - r0) * r1);
         // o[r0:r1] (rows, hs) = rows @ v[0:r1]
         const GemmShape av{.m = r1 - r0, .n = hs, .k = r1, .lda = r1, .ldb = hs, .ldc = hs, .lock_free = true};
-        sgemm(av, rows, v, o + static_cast<std::size_t>(r0) * hs);
+        product(av, rows, v, o + static_cast<std::size_t>(r0) * hs);
       }
       scatter_head(out + static_cast<std::size_t>(b) * T * C + h * hs, o, T, hs, C);
     }
 }
 
-void attention_backward(float* dqkv, float* scratch, const float* dout, const float* qkv,
-                        const float* att, int B, int T, int C, int NH) {
+template <class Op>
+void attention_backward(float* dqkv, float* scratch, Op* operands, const float* dout, const float* qkv,
+                        const Op* att, int B, int T, int C, int NH) {
   const int hs = C / NH;
   const int ld = 3 * C;
   const std::size_t head = static_cast<std::size_t>(T) * hs;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
-  float* q = scratch;  // (T, hs) each
-  float* k = q + head;
-  float* v = k + head;
-  float* d = v + head;
-  float* dq = d + head;
+  Op* q = operands;  // (T, hs) each
+  Op* k = q + head;
+  Op* v = k + head;
+  Op* d = v + head;
+  Op* ds_operand = d + head;  // ds below in the operand type (bf16)
+  float* dq = scratch;        // (T, hs) each
   float* dk = dq + head;
   float* dv = dk + head;
   float* ds = dv + head;  // (r1 - r0, r1): one row block's score gradients
@@ -274,30 +344,31 @@ void attention_backward(float* dqkv, float* scratch, const float* dout, const fl
       gather_head(v, qkv + qoff + 2 * C, T, hs, ld);
       gather_head(d, dout + static_cast<std::size_t>(b) * T * C + h * hs, T, hs, C);
       std::fill(dk, dk + 2 * head, 0.0f);  // dk and dv accumulate over the row blocks
-      const float* a = att + (static_cast<std::size_t>(b) * NH + h) * attention_probs_per_head(T);
+      const Op* a = att + (static_cast<std::size_t>(b) * NH + h) * attention_probs_per_head(T);
       for (int r0 = 0; r0 < T; r0 += kAttentionBlock) {
         const int r1 = std::min(r0 + kAttentionBlock, T);
         const int m = r1 - r0;
-        const float* p = a + attention_row_offset(T, r0);  // (m, r1) probabilities
+        const Op* p = a + attention_row_offset(T, r0);  // (m, r1) probabilities
         // ds = d[r0:r1] @ v[0:r1]^T, then through the softmax, times the score scale
         const GemmShape datt{.trans_b = true, .m = m, .n = r1, .k = hs, .lda = hs, .ldb = hs, .ldc = r1,
                              .lock_free = true};
-        sgemm(datt, d + static_cast<std::size_t>(r0) * hs, v, ds);
+        product(datt, d + static_cast<std::size_t>(r0) * hs, v, ds);
         for (int t = r0; t < r1; ++t) {
           float* drow = ds + static_cast<std::size_t>(t - r0) * r1;
-          const float* prow = p + static_cast<std::size_t>(t - r0) * r1;
-          const float pd = dot(prow, drow, t + 1);
-          for (int s = 0; s <= t; ++s) drow[s] = prow[s] * (drow[s] - pd) * scale;
+          const Op* prow = p + static_cast<std::size_t>(t - r0) * r1;
+          const float pd = dot_operand(prow, drow, t + 1);
+          for (int j = 0; j <= t; ++j) drow[j] = widen(prow[j]) * (drow[j] - pd) * scale;
           std::fill(drow + t + 1, drow + r1, 0.0f);
         }
+        const Op* dsm = as_operand(ds, ds_operand, static_cast<std::size_t>(m) * r1);
         // dq[r0:r1] = ds @ k[0:r1]
         const GemmShape gq{.m = m, .n = hs, .k = r1, .lda = r1, .ldb = hs, .ldc = hs, .lock_free = true};
-        sgemm(gq, ds, k, dq + static_cast<std::size_t>(r0) * hs);
+        product(gq, dsm, k, dq + static_cast<std::size_t>(r0) * hs);
         // dk[0:r1] += ds^T @ q[r0:r1];  dv[0:r1] += p^T @ d[r0:r1]
         const GemmShape g{.trans_a = true, .m = r1, .n = hs, .k = m, .beta = 1.0f, .lda = r1, .ldb = hs, .ldc = hs,
                           .lock_free = true};
-        sgemm(g, ds, q + static_cast<std::size_t>(r0) * hs, dk);
-        sgemm(g, p, d + static_cast<std::size_t>(r0) * hs, dv);
+        product(g, dsm, q + static_cast<std::size_t>(r0) * hs, dk);
+        product(g, p, d + static_cast<std::size_t>(r0) * hs, dv);
       }
       scatter_head(dqkv + qoff, dq, T, hs, ld);
       scatter_head(dqkv + qoff + C, dk, T, hs, ld);
@@ -305,8 +376,35 @@ void attention_backward(float* dqkv, float* scratch, const float* dout, const fl
     }
 }
 
-void gelu_forward(float* out, const float* inp, std::size_t n) {
-  detail::model_kernels().gelu_forward(out, inp, n);
+template <class Op>
+void lm_head_forward(float* logits, const Op* x, const Op* wte, int N, int C, int V) {
+  const GemmShape s{.trans_b = true, .m = N, .n = V, .k = C, .lda = C, .ldb = C, .ldc = V};
+  product(s, x, wte, logits);
+}
+
+template <class Op>
+void lm_head_backward(float* dx, float* dwte, const Op* dlogits, const Op* x, const Op* wte, int N, int C, int V,
+                      bool accumulate) {
+  const GemmShape ddx{.m = N, .n = C, .k = V, .lda = V, .ldb = C, .ldc = C};
+  product(ddx, dlogits, wte, dx);
+  const GemmShape dw{.trans_a = true, .m = V, .n = C, .k = N, .beta = accumulate ? 1.0f : 0.0f,
+                     .lda = V, .ldb = C, .ldc = C};
+  product(dw, dlogits, x, dwte);
+}
+
+template <class Op>
+void gelu_forward(Op* out, const float* inp, std::size_t n) {
+  if constexpr (std::is_same_v<Op, float>) {
+    detail::model_kernels().gelu_forward(out, inp, n);
+  } else {
+    constexpr std::size_t kChunk = 512;  // f32 results stay in L1 until stored
+    float chunk[kChunk];
+    for (std::size_t i = 0; i < n; i += kChunk) {
+      const std::size_t m = std::min(kChunk, n - i);
+      detail::model_kernels().gelu_forward(chunk, inp + i, m);
+      store(out + i, chunk, m);
+    }
+  }
 }
 
 void gelu_backward(float* dinp, const float* inp, const float* dout, std::size_t n) {
@@ -340,5 +438,26 @@ void crossentropy_backward(float* dlogits, const float* probs, const std::int32_
     dlogits[row + static_cast<std::size_t>(targets[n])] -= dloss;
   }
 }
+
+// The two operand types.
+template void layernorm_forward(float*, float*, float*, const float*, const float*, const float*, int, int);
+template void layernorm_forward(bf16*, float*, float*, const float*, const float*, const float*, int, int);
+template void matmul_forward(float*, const float*, const float*, const float*, const float*, int, int, int);
+template void matmul_forward(float*, const bf16*, const bf16*, const float*, const float*, int, int, int);
+template void matmul_backward(float*, float*, float*, const float*, const float*, const float*, const float*, int,
+                              int, int, bool);
+template void matmul_backward(float*, float*, float*, const float*, const bf16*, const bf16*, const bf16*, int, int,
+                              int, bool);
+template void attention_forward(float*, float*, float*, float*, const float*, int, int, int, int);
+template void attention_forward(bf16*, bf16*, float*, bf16*, const float*, int, int, int, int);
+template void attention_backward(float*, float*, float*, const float*, const float*, const float*, int, int, int,
+                                 int);
+template void attention_backward(float*, float*, bf16*, const float*, const float*, const bf16*, int, int, int, int);
+template void lm_head_forward(float*, const float*, const float*, int, int, int);
+template void lm_head_forward(float*, const bf16*, const bf16*, int, int, int);
+template void lm_head_backward(float*, float*, const float*, const float*, const float*, int, int, int, bool);
+template void lm_head_backward(float*, float*, const bf16*, const bf16*, const bf16*, int, int, int, bool);
+template void gelu_forward(float*, const float*, std::size_t);
+template void gelu_forward(bf16*, const float*, std::size_t);
 
 }  // namespace cllm::model::layers

@@ -124,8 +124,9 @@ TEST(Layers, AttentionMatchesReference) {
     const std::size_t att_size = static_cast<std::size_t>(B) * NH * t * t;
     const std::size_t per_head = fast::attention_probs_per_head(t);
     std::vector<float> out_f(n * C), out_r(n * C), att_f(B * NH * per_head, NAN), att_r(att_size);
-    std::vector<float> scratch(fast::attention_scratch_size(t, C, NH), NAN);
-    fast::attention_forward(out_f.data(), att_f.data(), scratch.data(), qkv.data(), B, t, C, NH);
+    std::vector<float> scratch(fast::attention_scratch_size(t, C, NH), NAN),
+        operands(fast::attention_operand_scratch_size(t, C, NH), NAN);
+    fast::attention_forward(out_f.data(), att_f.data(), scratch.data(), operands.data(), qkv.data(), B, t, C, NH);
     ref::attention_forward(out_r.data(), att_r.data(), nullptr, qkv.data(), B, t, C, NH);
     expect_close(out_f, out_r, 1e-5f, "attention out");
     for (std::size_t head = 0; head < static_cast<std::size_t>(B) * NH; ++head)  // the causal part of each row
@@ -136,7 +137,9 @@ TEST(Layers, AttentionMatchesReference) {
       }
     std::vector<float> dqkv_f(n * 3 * C, NAN), dqkv_r(n * 3 * C);
     std::fill(scratch.begin(), scratch.end(), NAN);
-    fast::attention_backward(dqkv_f.data(), scratch.data(), dout.data(), qkv.data(), att_f.data(), B, t, C, NH);
+    std::fill(operands.begin(), operands.end(), NAN);
+    fast::attention_backward(dqkv_f.data(), scratch.data(), operands.data(), dout.data(), qkv.data(), att_f.data(), B,
+                             t, C, NH);
     ref::attention_backward(dqkv_r.data(), nullptr, dout.data(), qkv.data(), att_r.data(), B, t, C, NH);
     expect_close(dqkv_f, dqkv_r, 1e-5f, "attention dqkv");
   }
