@@ -10,10 +10,13 @@
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "data/safetensors.h"
+#include "kernels/kernels.h"
+#include "kernels/sgemm.h"
 #include "model/gpt.h"
 
 namespace {
@@ -109,6 +112,59 @@ TEST_F(Parity, ScaledGradientIsAddedToTheBuffer) {
     for (float& g : added) g = (g - kOld) / kScale;
     EXPECT_LE(normalized_error(added.data(), file.f32("grad." + t.name)), 1e-4) << "gradient of " << t.name;
   }
+}
+
+// Mixed precision against the same fixture: the loss within 1e-2 relative
+// and each gradient tensor pointing the same way (cosine >= 0.99).
+class ParityBf16 : public Parity {
+ protected:
+  void SetUp() override {
+    if (!cllm::kernels::bf16_support().native)
+      GTEST_SKIP() << "no native bf16: " << cllm::kernels::bf16_support().detail;
+    Parity::SetUp();
+    params_bf16.resize(params.size());
+    cllm::kernels::active().to_bf16(params_bf16.data(), params.data(), params.size());
+  }
+  m::Weights weights() const { return {params.data(), params_bf16.data()}; }
+  std::vector<cllm::kernels::bf16> params_bf16;
+};
+
+double cosine(const float* got, const std::vector<float>& want) {
+  double dot = 0, a = 0, b = 0;
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    dot += static_cast<double>(got[i]) * static_cast<double>(want[i]);
+    a += static_cast<double>(got[i]) * static_cast<double>(got[i]);
+    b += static_cast<double>(want[i]) * static_cast<double>(want[i]);
+  }
+  if (a == 0 && b == 0) return 1.0;  // both zero (e.g. rows of wpe past the batch's length)
+  return dot / std::sqrt(a * b);
+}
+
+TEST_F(ParityBf16, LossIsWithinOnePercentOfPyTorch) {
+  m::Workspace ws(config, batch, seq, m::Precision::bf16);
+  const float loss = m::forward(*layout, weights(), tokens.data(), targets.data(), batch, seq, ws);
+  const double torch_loss = file.f32("loss").at(0);
+  EXPECT_LE(std::fabs(static_cast<double>(loss) - torch_loss), 1e-2 * std::fabs(torch_loss))
+      << "loss " << loss << " vs PyTorch " << torch_loss;
+  EXPECT_NE(static_cast<double>(loss), torch_loss) << "bf16 products should round differently from float64";
+}
+
+TEST_F(ParityBf16, EveryGradientPointsLikePyTorchs) {
+  m::Workspace ws(config, batch, seq, m::Precision::bf16);
+  m::forward(*layout, weights(), tokens.data(), targets.data(), batch, seq, ws);
+  std::vector<float> grad(layout->total(), std::nanf(""));
+  m::backward(*layout, weights(), grad.data(), 1.0f, /*overwrite=*/true, ws);
+  for (const m::TensorInfo& t : layout->tensors()) {
+    const std::vector<float> want = file.f32("grad." + t.name);
+    EXPECT_GE(cosine(grad.data() + t.offset, want), 0.99) << "gradient of " << t.name;
+    EXPECT_LE(normalized_error(grad.data() + t.offset, want), 0.1) << "gradient of " << t.name;
+  }
+}
+
+TEST_F(ParityBf16, WorkspaceWithoutBf16WeightsIsRefused) {
+  m::Workspace ws(config, batch, seq, m::Precision::bf16);
+  EXPECT_THROW(m::forward(*layout, params.data(), tokens.data(), targets.data(), batch, seq, ws),
+               std::invalid_argument);
 }
 
 }  // namespace
