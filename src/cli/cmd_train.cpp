@@ -11,6 +11,8 @@
 #include "cli/commands.h"
 #include "data/dataset.h"
 #include "dist/process_group.h"
+#include "kernels/kernels.h"
+#include "model/gpt.h"
 #include "parallel/worker_pool.h"
 #include "train/checkpoint.h"
 #include "train/sampling.h"
@@ -43,6 +45,13 @@ fs::path resolve_weights(const fs::path& ckpt) {
     throw std::runtime_error("'" + ckpt.string() + "' holds no model.safetensors and no complete checkpoint");
   }
   throw std::runtime_error("'" + ckpt.string() + "': no such file or directory (expected a .safetensors file or a run directory)");
+}
+
+// --precision, shared by train and eval (checked by model::choose_precision).
+void add_precision_option(CLI::App& cmd, std::string& precision) {
+  cmd.add_option("--precision", precision,
+                 "Matrix products: auto (bf16 where the CPU has AMX-BF16 or AVX512_BF16), fp32 or bf16")
+      ->capture_default_str();
 }
 
 void add_train(CLI::App& app) {
@@ -78,6 +87,7 @@ void add_train(CLI::App& app) {
   cmd->add_option("--seed", o->seed, "Seed for init and data order")->capture_default_str();
   cmd->add_option("--data-order", *order, "shuffled or sequential")->capture_default_str();
   cmd->add_flag("--deterministic", o->deterministic, "Static batch assignment and fixed reduction order: bitwise repeatable");
+  add_precision_option(*cmd, o->precision);
   cmd->add_option("--max-bad-steps", o->max_bad_steps, "Stop after this many non-finite steps in a row")->capture_default_str();
   cmd->add_option("--skip-spikes", o->skip_spikes,
                   "Skip an update whose loss is more than Z standard deviations above the mean of the last 100 (0: off)")
@@ -167,7 +177,9 @@ void add_eval(CLI::App& app) {
   auto batch = std::make_shared<int>(8);
   auto max_batches = std::make_shared<std::size_t>(0);
   auto heads = std::make_shared<int>(0);
+  auto precision = std::make_shared<std::string>("auto");
   tok->add(*cmd);
+  add_precision_option(*cmd, *precision);
   cmd->add_option("--ckpt", *ckpt, "Weights (.safetensors), checkpoint directory or run directory")->required();
   cmd->add_option("--data", *data_path, "Text file, directory or .tok file to evaluate on")->required();
   cmd->add_option("--seq", *seq, "Tokens per sequence (default: the model context)");
@@ -175,10 +187,17 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--max-batches", *max_batches, "Stop after this many batches (0: the whole file)")->capture_default_str();
   cmd->add_option("--heads", *heads, "Attention heads, for weights that do not record them");
   cmd->callback([=] {
+    const model::Precision products = model::choose_precision(*precision).precision;
     const auto weights = train::load_weights(resolve_weights(*ckpt), *heads);
     const bool tokenizer_given = cmd->count("--tokenizer") > 0;
     const auto tokenizer = data::make_tokenizer(tokenizer_given ? tok->name : weights.tokenizer, tok->encoder_json, tok->vocab_bpe);
     const model::ParamLayout layout(weights.config);
+    std::vector<kernels::bf16> weights_bf16;
+    if (products == model::Precision::bf16) {
+      weights_bf16.resize(weights.params.size());
+      kernels::active().to_bf16(weights_bf16.data(), weights.params.data(), weights.params.size());
+    }
+    const model::Weights pass_weights(weights.params.data(), weights_bf16.empty() ? nullptr : weights_bf16.data());
     const int T = *seq ? *seq : weights.config.context;
     if (T < 1 || T > weights.config.context)
       throw std::invalid_argument(fmt::format("--seq must be in [1, {}], got {}", weights.config.context, T));
@@ -188,7 +207,7 @@ void add_eval(CLI::App& app) {
     const std::uint64_t n_seq = sampler.sequences_per_epoch();
     std::uint64_t n_batches = (n_seq + static_cast<std::uint64_t>(*batch) - 1) / static_cast<std::uint64_t>(*batch);
     if (*max_batches) n_batches = std::min<std::uint64_t>(n_batches, *max_batches);
-    model::Workspace ws(weights.config, *batch, T);
+    model::Workspace ws(weights.config, *batch, T, products);
     std::vector<std::int32_t> in(static_cast<std::size_t>(*batch * T)), tg(in.size());
     double loss_sum = 0.0;
     std::uint64_t rows_total = 0;
@@ -197,7 +216,7 @@ void add_eval(CLI::App& app) {
       for (std::uint64_t r = 0; r < rows; ++r)
         sampler.fill(b * static_cast<std::uint64_t>(*batch) + r, in.data() + r * static_cast<std::uint64_t>(T),
                      tg.data() + r * static_cast<std::uint64_t>(T));
-      loss_sum += static_cast<double>(model::forward(layout, weights.params.data(), in.data(), tg.data(),
+      loss_sum += static_cast<double>(model::forward(layout, pass_weights, in.data(), tg.data(),
                                                      static_cast<int>(rows), T, ws)) * static_cast<double>(rows);
       rows_total += rows;
     }

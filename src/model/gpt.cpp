@@ -230,6 +230,21 @@ struct Workspace::Buffers {
 
 std::string_view precision_name(Precision p) { return p == Precision::bf16 ? "bf16" : "fp32"; }
 
+PrecisionChoice choose_precision(std::string_view value, std::string_view flag) {
+  const kernels::Bf16Support bf16 = kernels::bf16_support();
+  if (value == "fp32") return {Precision::fp32, "as asked"};
+  if (value == "bf16") {
+    if (!bf16.native)
+      throw std::invalid_argument(std::string(flag) + " bf16: this CPU has no native bf16 matrix products (" +
+                                  bf16.detail + "); use " + std::string(flag) + " fp32 or auto");
+    return {Precision::bf16, "as asked, on " + bf16.detail};
+  }
+  if (value == "auto")
+    return bf16.native ? PrecisionChoice{Precision::bf16, "auto: the CPU has " + bf16.detail}
+                       : PrecisionChoice{Precision::fp32, "auto: the CPU has " + bf16.detail};
+  throw std::invalid_argument(std::string(flag) + " '" + std::string(value) + "': expected auto, fp32 or bf16");
+}
+
 Workspace::Workspace(const Config& config, int batch, int seq, Precision precision) {
   config.validate();
   if (batch < 1) throw std::invalid_argument("workspace: batch = " + std::to_string(batch) + ", expected >= 1");

@@ -92,6 +92,17 @@ void init_params(const ParamLayout& layout, float* params, std::uint64_t seed);
 enum class Precision { fp32, bf16 };
 std::string_view precision_name(Precision p);
 
+// A --precision value (auto|fp32|bf16) resolved for this CPU: auto is bf16
+// where it multiplies bf16 natively (AMX-BF16 or AVX512_BF16, as oneDNN sees
+// it: kernels::bf16_support()) and fp32 elsewhere. Throws
+// std::invalid_argument naming `flag` for an unknown value, or bf16 on a CPU
+// without native bf16.
+struct PrecisionChoice {
+  Precision precision;
+  std::string why;  // e.g. "auto: the CPU has AVX512_BF16 (...)"
+};
+PrecisionChoice choose_precision(std::string_view value, std::string_view flag = "--precision");
+
 // The weights a pass reads: the f32 parameters, and for a bf16 workspace
 // their bf16 copy (same layout and offsets), which the products use.
 struct Weights {

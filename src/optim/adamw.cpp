@@ -70,6 +70,7 @@ void AdamW::update_range(float* params, const float* grad, std::size_t begin, st
     const std::size_t stop = std::min(end, it->offset + it->size);
     hp.weight_decay = it->decay ? config_.weight_decay : 0.0;
     k.adamw(params + pos, grad + pos, m_.data() + pos, v_.data() + pos, stop - pos, hp);
+    if (bf16_copy_ != nullptr) k.to_bf16(bf16_copy_ + pos, params + pos, stop - pos);
     pos = stop;
   }
 }

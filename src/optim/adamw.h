@@ -12,6 +12,8 @@
 #include <span>
 #include <vector>
 
+#include "kernels/bf16.h"
+
 namespace cllm::optim {
 
 // A contiguous slice of the flat parameter buffer (one tensor, or several
@@ -48,6 +50,10 @@ class AdamW {
   // begin_step().
   void update_range(float* params, const float* grad, std::size_t begin, std::size_t end, double lr,
                     float grad_scale);
+  // Mixed precision: update_range also writes the updated parameters,
+  // rounded to bf16, into copy[begin, end) (size() elements), in the same
+  // pass while they are in cache; nullptr (the default) stops that.
+  void set_bf16_copy(kernels::bf16* copy) { bf16_copy_ = copy; }
   // begin_step() + update_range(0, size()): a whole single-threaded step.
   void update(float* params, const float* grad, double lr, float grad_scale = 1.0f);
 
@@ -68,6 +74,7 @@ class AdamW {
   std::vector<float> m_;
   std::vector<float> v_;
   std::size_t step_ = 0;
+  kernels::bf16* bf16_copy_ = nullptr;
 };
 
 // Gradient clipping by global norm, as torch.nn.utils.clip_grad_norm_: the

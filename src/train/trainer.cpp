@@ -17,6 +17,7 @@
 #include "dist/data_parallel.h"
 #include "dist/process_group.h"
 #include "kernels/fma_peak.h"
+#include "kernels/kernels.h"
 #include "optim/adamw.h"
 #include "parallel/gradient_pipeline.h"
 #include "train/checkpoint.h"
@@ -37,8 +38,8 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 // Per-worker state: built on the worker's own thread (first touch) and used
 // only by it.
 struct WorkerState {
-  WorkerState(const model::Config& config, int batch, int seq)
-      : ws(config, batch, seq),
+  WorkerState(const model::Config& config, int batch, int seq, model::Precision precision)
+      : ws(config, batch, seq, precision),
         inputs(static_cast<std::size_t>(batch) * static_cast<std::size_t>(seq)),
         targets(inputs.size()) {}
   model::Workspace ws;
@@ -74,8 +75,10 @@ void check_options(const TrainOptions& o) {
     throw std::invalid_argument("--skip-spikes must be >= 0 standard deviations (0: off)");
 }
 
-std::map<std::string, std::string> run_settings(const TrainOptions& o, int seq, std::size_t threads) {
+std::map<std::string, std::string> run_settings(const TrainOptions& o, int seq, std::size_t threads,
+                                                model::Precision precision) {
   return {{"seed", std::to_string(o.seed)},
+          {"precision", std::string(model::precision_name(precision))},
           {"data", o.data.string()},
           {"data_order", o.data_order == data::DataOrder::shuffled ? "shuffled" : "sequential"},
           {"tokenizer", o.tokenizer},
@@ -94,6 +97,8 @@ TrainSummary run_training(const TrainOptions& opt) {
   if (threads > parallel::WorkerPool::kMaxThreads)
     throw std::invalid_argument(fmt::format("--threads must be in [1, {}], got {}", parallel::WorkerPool::kMaxThreads, threads));
   const auto tokenizer = data::make_tokenizer(opt.tokenizer, opt.encoder_json, opt.vocab_bpe);
+  const model::PrecisionChoice precision = model::choose_precision(opt.precision);
+  const bool bf16 = precision.precision == model::Precision::bf16;
 
   // Model: fresh, from --init-from, or (below) from the checkpoint resumed.
   std::optional<LoadedWeights> init;
@@ -144,7 +149,7 @@ TrainSummary run_training(const TrainOptions& opt) {
   if (root) fs::create_directories(opt.out, ec);
   if (ec) throw std::runtime_error("cannot create output directory '" + opt.out.string() + "': " + ec.message());
   CheckpointStore store(opt.out);
-  const auto settings = run_settings(opt, seq, threads);
+  const auto settings = run_settings(opt, seq, threads, precision.precision);
   std::size_t step = 0;
   TrainSummary summary;
   std::optional<std::size_t> saved_at;  // step of the newest checkpoint on disk
@@ -194,6 +199,15 @@ TrainSummary run_training(const TrainOptions& opt) {
     spikes.restore(window);
   }
 
+  // Mixed precision: the products read a bf16 copy of the weights, made once
+  // here and then by AdamW as it updates each segment.
+  std::vector<kernels::bf16> params_bf16(bf16 ? params.size() : 0);
+  if (bf16) {
+    kernels::active().to_bf16(params_bf16.data(), params.data(), params.size());
+    adamw.set_bf16_copy(params_bf16.data());
+  }
+  const model::Weights weights = bf16 ? model::Weights(params.data(), params_bf16.data()) : model::Weights(params.data());
+
   const StopSignal stop_signal;  // before the pool: its workers must inherit the blocked signals
   // Threads beyond the cores this process may use get no compute lane (see
   // PipelineOptions::lanes): oversubscription then costs no buffers or cache.
@@ -203,7 +217,8 @@ TrainSummary run_training(const TrainOptions& opt) {
   const std::size_t lanes = pipeline.lanes();
   dist::DataParallelStep data_parallel(group, pipeline, K);
   std::vector<std::unique_ptr<WorkerState>> workers(lanes);  // one workspace per lane
-  pipeline.for_each_lane([&](std::size_t w) { workers[w] = std::make_unique<WorkerState>(config, opt.batch, seq); });
+  pipeline.for_each_lane(
+      [&](std::size_t w) { workers[w] = std::make_unique<WorkerState>(config, opt.batch, seq, precision.precision); });
 
   MetricsLog metrics(root ? opt.out / "metrics.jsonl" : fs::path("/dev/null"));  // rank 0 logs
   const double flops_tok = flops_per_token(layout, seq);
@@ -230,6 +245,8 @@ TrainSummary run_training(const TrainOptions& opt) {
              opt.lr, opt.min_lr,
              optim::lr_schedule_name(opt.schedule), opt.warmup, opt.weight_decay, opt.beta1, opt.beta2, opt.clip,
              opt.seed, opt.out.string());
+  fmt::print("  precision {} ({}){}\n", model::precision_name(precision.precision), precision.why,
+             bf16 ? ": bf16 products with f32 accumulation; f32 weights, gradients, moments and checkpoints" : "");
   if (group.size() > 1)
     fmt::print("  {} processes ({}) x {} threads; micro-batch k on rank k mod {}\n", group.size(), group.backend(), threads,
                group.size());
@@ -246,7 +263,7 @@ TrainSummary run_training(const TrainOptions& opt) {
         for (std::size_t r = 0; r < B; ++r)
           val_sampler->fill(b * B + r, s.inputs.data() + r * static_cast<std::size_t>(seq),
                             s.targets.data() + r * static_cast<std::size_t>(seq));
-        losses[b] = model::forward(layout, params.data(), s.inputs.data(), s.targets.data(), opt.batch, seq, s.ws);
+        losses[b] = model::forward(layout, weights, s.inputs.data(), s.targets.data(), opt.batch, seq, s.ws);
       }
     });
     double sum = 0.0;
@@ -263,8 +280,8 @@ TrainSummary run_training(const TrainOptions& opt) {
     for (std::size_t r = 0; r < B; ++r)
       train_sampler.fill(first_seq + r, s.inputs.data() + r * static_cast<std::size_t>(seq),
                          s.targets.data() + r * static_cast<std::size_t>(seq));
-    const float loss = model::forward(layout, params.data(), s.inputs.data(), s.targets.data(), opt.batch, seq, s.ws);
-    model::backward(layout, params.data(), grad, 1.0f / static_cast<float>(K), first, s.ws);
+    const float loss = model::forward(layout, weights, s.inputs.data(), s.targets.data(), opt.batch, seq, s.ws);
+    model::backward(layout, weights, grad, 1.0f / static_cast<float>(K), first, s.ws);
     return static_cast<double>(loss) / static_cast<double>(K);
   };
   auto save = [&]() {

@@ -35,6 +35,9 @@ struct TrainOptions {
   std::size_t accum = 1;
   std::size_t threads = 0;  // 0: all hardware threads
   bool deterministic = false;
+  // Matrix products: auto|fp32|bf16 (model::choose_precision). Weights,
+  // gradients, moments and checkpoints stay f32 whichever it is.
+  std::string precision = "auto";
 
   // Optimization
   std::size_t steps = 0;  // 0: from epochs
