@@ -64,6 +64,7 @@ class DistTest : public ::testing::Test {
     o.threads = 1;
     o.sample_tokens = 0;
     o.eval_batches = 2;
+    o.precision = "fp32";  // equal to 1e-5 across process counts: f32 products (bf16 rounds more)
     o.out = root_ / out_name;
     return o;
   }

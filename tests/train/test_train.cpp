@@ -2,15 +2,18 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <random>
 #include <string>
 
 #include "data/safetensors.h"
+#include "kernels/sgemm.h"
 #include "model/gpt.h"
 #include "train/checkpoint.h"
 #include "train/sampling.h"
+#include "support/rerun.h"
 #include "train/trainer.h"
 
 namespace fs = std::filesystem;
@@ -53,7 +56,14 @@ class TrainTest : public ::testing::Test {
     o.warmup = 2;
     o.threads = 1;
     o.sample_tokens = 0;
+    o.precision = "fp32";  // the tolerances below are f32 rounding's; tiny_bf16 for mixed precision
     o.out = root_ / out_name;
+    return o;
+  }
+  // The same run with bf16 products (callers skip, visibly, without native bf16).
+  TrainOptions tiny_bf16(const std::string& out_name) const {
+    TrainOptions o = tiny(out_name);
+    o.precision = "bf16";
     return o;
   }
   static std::vector<float> final_params(const fs::path& out) {
@@ -127,6 +137,80 @@ TEST_F(TrainTest, StopAndResumeEqualsUninterrupted) {
   EXPECT_EQ(second.first_step, 3u);
   EXPECT_EQ(second.steps_done, 8u);
   EXPECT_EQ(final_params(part.out), final_params(full.out));
+}
+
+#define SKIP_WITHOUT_NATIVE_BF16() \
+  if (!cllm::kernels::bf16_support().native) GTEST_SKIP() << "no native bf16: " << cllm::kernels::bf16_support().detail
+
+TEST_F(TrainTest, Bf16TrainsLikeFp32) {
+  SKIP_WITHOUT_NATIVE_BF16();
+  TrainOptions f = tiny("f32"), h = tiny_bf16("bf16");
+  f.steps = h.steps = 40;
+  f.threads = h.threads = 2;
+  const auto sf = cllm::train::run_training(f), sh = cllm::train::run_training(h);
+  EXPECT_LT(sh.final_loss, 3.0);  // from ln(256) = 5.55
+  EXPECT_NEAR(sh.val_loss, sf.val_loss, 0.05 * sf.val_loss);
+  const float diff = max_rel_diff(final_params(f.out), final_params(h.out));
+  EXPECT_GT(diff, 0.0f) << "bf16 products should round differently";
+  EXPECT_LT(diff, 0.1f);
+}
+
+TEST_F(TrainTest, Bf16DeterministicModeIsBitwiseRepeatable) {
+  SKIP_WITHOUT_NATIVE_BF16();
+  std::vector<float> first;
+  for (int run = 0; run < 2; ++run) {
+    TrainOptions o = tiny_bf16("det" + std::to_string(run));
+    o.threads = 3;
+    o.deterministic = true;
+    cllm::train::run_training(o);
+    const auto p = final_params(o.out);
+    if (run == 0) first = p;
+    else EXPECT_EQ(p, first) << "run " << run;
+  }
+}
+
+// The bf16 weight copy is made again from the checkpoint's f32 weights on
+// resume: the same bits AdamW's pass would have written.
+TEST_F(TrainTest, Bf16StopAndResumeEqualsUninterrupted) {
+  SKIP_WITHOUT_NATIVE_BF16();
+  TrainOptions full = tiny_bf16("full");
+  full.steps = 6;
+  full.threads = 2;
+  full.deterministic = true;
+  cllm::train::run_training(full);
+  TrainOptions part = full;
+  part.out = root_ / "parts";
+  part.stop_after = 2;
+  cllm::train::run_training(part);
+  part.resume = true;
+  part.stop_after = 0;
+  EXPECT_EQ(cllm::train::run_training(part).first_step, 2u);
+  EXPECT_EQ(final_params(part.out), final_params(full.out));
+}
+
+// A CPU without native bf16, as oneDNN's ISA limit makes it look (the child
+// process below): bf16 is one clear error, auto trains in fp32.
+TEST_F(TrainTest, Bf16WithoutTheCpuForItIsAClearError) {
+  if (std::getenv("ONEDNN_MAX_CPU_ISA") == nullptr) {
+    const auto child = cllm::test::rerun_this_program("ONEDNN_MAX_CPU_ISA=AVX512_CORE",
+                                                      "TrainTest.Bf16WithoutTheCpuForItIsAClearError");
+    EXPECT_TRUE(child.passed(1)) << child.command << "\n" << child.output;
+    return;
+  }
+  ASSERT_FALSE(cllm::kernels::bf16_support().native);
+  TrainOptions o = tiny_bf16("nobf16");
+  o.steps = 1;
+  o.warmup = 0;
+  try {
+    cllm::train::run_training(o);
+    FAIL() << "expected an error";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("--precision bf16: this CPU has no native bf16"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("neither AMX-BF16 nor AVX512_BF16"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(cllm::model::choose_precision("auto").precision, cllm::model::Precision::fp32);
+  o.precision = "auto";
+  EXPECT_EQ(cllm::train::run_training(o).steps_done, 1u);
 }
 
 TEST_F(TrainTest, RefusesToOverwriteARunWithoutResume) {
