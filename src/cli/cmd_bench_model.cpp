@@ -1,6 +1,9 @@
 // `cllm bench model`: single-thread forward+backward throughput of the GPT
-// configs of issue 4, in tokens/s and GFLOP/s, against this machine's FP32
-// FMA peak measured in the same run (MFU = achieved / peak).
+// configs of issue 4, in tokens/s and GFLOP/s, in each precision, against
+// this machine's peaks measured in the same run (MFU = achieved / peak): the
+// FP32 FMA peak, and for bf16 the rate of one large oneDNN bf16 matmul.
+// A second table breaks each pass down by phase (model/phase_profile.h),
+// with the AdamW update (bf16 copy included) timed apart from the pass.
 //
 // FLOPs per token, as nanoGPT's estimate_mfu: 6 * N + 12 * L * d * T, where
 // N is the parameter count without the position embeddings (wte counts once,
@@ -26,6 +29,8 @@
 #include "kernels/kernels.h"
 #include "kernels/sgemm.h"
 #include "model/gpt.h"
+#include "model/phase_profile.h"
+#include "optim/adamw.h"
 
 namespace cllm::cli {
 namespace {
@@ -43,8 +48,28 @@ std::vector<NamedConfig> select_configs(const std::string& list) {
   return out;
 }
 
+// The bf16 matrix units' rate on one core: the best of 5 runs of a
+// 1024 x 1024 x 1024 bf16 product (f32 accumulation) after a warm-up.
+double measure_bf16_peak_gflops() {
+  constexpr int kN = 1024;
+  std::vector<kernels::bf16> a(kN * kN, kernels::to_bf16(0.5f)), b(kN * kN, kernels::to_bf16(0.25f));
+  std::vector<float> c(kN * kN);
+  const kernels::GemmShape s{.m = kN, .n = kN, .k = kN, .lda = kN, .ldb = kN, .ldc = kN};
+  kernels::gemm_bf16(s, a.data(), b.data(), c.data());
+  double best = 1e30;
+  for (int rep = 0; rep < 5; ++rep) {
+    const auto t0 = Clock::now();
+    kernels::gemm_bf16(s, a.data(), b.data(), c.data());
+    best = std::min(best, seconds_since(t0));
+  }
+  return 2.0 * kN * kN * kN / best * 1e-9;
+}
+
 struct Result {
   std::string name;
+  model::Precision precision = model::Precision::fp32;
+  model::PhaseSeconds phases{};  // per pass, mean over the timed passes
+  double adamw_ms = 0;           // one AdamW update (with the bf16 copy in bf16), median
   std::size_t params = 0, flops_per_token = 0;
   int batch = 0, seq = 0;
   double ms_per_step = 0, tokens_per_s = 0, gflops = 0;
@@ -52,13 +77,21 @@ struct Result {
 };
 
 // Median over `steps` timed forward+backward passes after `warmup` untimed ones.
-Result run_config(const NamedConfig& bc, int steps, int warmup, std::uint64_t seed) {
+Result run_config(const NamedConfig& bc, model::Precision precision, int steps, int warmup, std::uint64_t seed) {
   const model::Config& c = bc.config;
   const model::ParamLayout layout(c);
   std::vector<float> params(layout.total()), grad(layout.total());
   model::init_params(layout, params.data(), seed);
+  const bool bf16 = precision == model::Precision::bf16;
+  std::vector<kernels::bf16> params_bf16(bf16 ? params.size() : 0);
+  optim::AdamW adamw(layout.total(), {});
+  if (bf16) {
+    kernels::active().to_bf16(params_bf16.data(), params.data(), params.size());
+    adamw.set_bf16_copy(params_bf16.data());
+  }
+  const model::Weights weights = bf16 ? model::Weights(params.data(), params_bf16.data()) : model::Weights(params.data());
   const int B = bc.batch, T = c.context;
-  model::Workspace ws(c, B, T);
+  model::Workspace ws(c, B, T, precision);
   std::mt19937 rng(static_cast<std::uint32_t>(seed));
   std::uniform_int_distribution<std::int32_t> token(0, c.vocab - 1);
   std::vector<std::int32_t> tokens(static_cast<std::size_t>(B) * T), targets(tokens.size());
@@ -66,24 +99,69 @@ Result run_config(const NamedConfig& bc, int steps, int warmup, std::uint64_t se
 
   Result r;
   r.name = bc.name;
+  r.precision = precision;
   r.params = layout.total();
   r.batch = B;
   r.seq = T;
   const std::size_t non_embedding = layout.total() - layout.find("wpe.weight").size;
   r.flops_per_token = 6 * non_embedding + 12 * static_cast<std::size_t>(c.layers) * c.dim * T;
-  std::vector<double> times;
+  std::vector<double> times, adamw_times;
   for (int s = 0; s < warmup + steps; ++s) {
+    model::profile_phases(true);
     const auto t0 = Clock::now();
-    r.loss = model::forward(layout, params.data(), tokens.data(), targets.data(), B, T, ws);
-    model::backward(layout, params.data(), grad.data(), 1.0f, /*overwrite=*/true, ws);
-    if (s >= warmup) times.push_back(seconds_since(t0));
+    r.loss = model::forward(layout, weights, tokens.data(), targets.data(), B, T, ws);
+    model::backward(layout, weights, grad.data(), 1.0f, /*overwrite=*/true, ws);
+    if (s >= warmup) {
+      times.push_back(seconds_since(t0));
+      const model::PhaseSeconds pass = model::phase_seconds();
+      for (std::size_t p = 0; p < model::kPhases; ++p) r.phases[p] += pass[p] / steps;
+    }
+    model::profile_phases(false);
+    const auto t1 = Clock::now();
+    adamw.update(params.data(), grad.data(), 1e-4);  // tiny steps: the weights barely move
+    if (s >= warmup) adamw_times.push_back(seconds_since(t1));
   }
   std::sort(times.begin(), times.end());
+  std::sort(adamw_times.begin(), adamw_times.end());
   const double median = times[times.size() / 2];
+  r.adamw_ms = adamw_times[adamw_times.size() / 2] * 1e3;
   r.ms_per_step = median * 1e3;
   r.tokens_per_s = B * T / median;
   r.gflops = static_cast<double>(r.flops_per_token) * r.tokens_per_s * 1e-9;
   return r;
+}
+
+// auto: fp32, and bf16 too where the CPU has native bf16.
+std::vector<model::Precision> select_precisions(const std::string& list) {
+  if (list == "auto") {
+    if (kernels::bf16_support().native) return {model::Precision::fp32, model::Precision::bf16};
+    return {model::Precision::fp32};
+  }
+  std::vector<model::Precision> out;
+  std::stringstream ss(list);
+  std::string name;
+  while (std::getline(ss, name, ',')) {
+    if (name == "auto") throw std::invalid_argument("--precision: auto stands alone, not in a list");
+    out.push_back(model::choose_precision(name).precision);
+  }
+  if (out.empty()) throw std::invalid_argument("--precision is empty: expected auto, fp32, bf16 or fp32,bf16");
+  return out;
+}
+
+// Per pass: milliseconds and share of each phase, and the AdamW update.
+void print_phase_table(const std::vector<Result>& results) {
+  std::printf("\nphases per pass, ms (share of the pass); AdamW update apart (not in ms/step)\n");
+  std::printf("%-7s %5s", "config", "prec");
+  for (std::size_t p = 0; p < model::kPhases; ++p)
+    std::printf(" %16s", std::string(model::phase_name(static_cast<model::Phase>(p))).c_str());
+  std::printf(" %10s\n", "adamw");
+  for (const Result& r : results) {
+    std::printf("%-7s %5s", r.name.c_str(), std::string(model::precision_name(r.precision)).c_str());
+    double total = 0;
+    for (double t : r.phases) total += t;
+    for (double t : r.phases) std::printf(" %8.2f (%4.1f%%)", t * 1e3, 100.0 * t / total);
+    std::printf(" %10.2f\n", r.adamw_ms);
+  }
 }
 
 }  // namespace
@@ -96,6 +174,7 @@ void add_bench_model_command(CLI::App& bench) {
     int steps = 10;
     int warmup = 2;
     std::uint64_t seed = 1;
+    std::string precisions = "auto";
   };
   auto opt = std::make_shared<Options>();
   cmd->add_flag("--json", opt->json, "Print one JSON object instead of a table");
@@ -104,11 +183,16 @@ void add_bench_model_command(CLI::App& bench) {
       ->check(CLI::Range(1, 100000));
   cmd->add_option("--warmup", opt->warmup, "Untimed passes before them")->check(CLI::Range(0, 1000));
   cmd->add_option("--seed", opt->seed, "Seed of the weights and tokens");
+  cmd->add_option("--precision", opt->precisions,
+                  "Comma-separated precisions to measure, fp32 and/or bf16; auto: both where the CPU has native bf16")
+      ->capture_default_str();
   cmd->callback([opt] {
     const std::vector<NamedConfig> configs = select_configs(opt->configs);
-    const std::string command = fmt::format("cllm bench model --configs {} --steps {} --warmup {} --seed {}{}",
-                                            opt->configs, opt->steps, opt->warmup, opt->seed,
-                                            opt->json ? " --json" : "");
+    const std::vector<model::Precision> precisions = select_precisions(opt->precisions);
+    const bool any_bf16 = std::find(precisions.begin(), precisions.end(), model::Precision::bf16) != precisions.end();
+    const std::string command =
+        fmt::format("cllm bench model --configs {} --precision {} --steps {} --warmup {} --seed {}{}", opt->configs,
+                    opt->precisions, opt->steps, opt->warmup, opt->seed, opt->json ? " --json" : "");
     const std::string gemm = std::string(kernels::gemm_backend_name(kernels::gemm_backend())) + " (" +
                              kernels::gemm_backend_description(kernels::gemm_backend()) + ")";
     const std::string simd(kernels::target_name(kernels::active().target));
@@ -118,28 +202,45 @@ void add_bench_model_command(CLI::App& bench) {
       std::printf("one thread; sgemm %s; SIMD %s\n", gemm.c_str(), simd.c_str());
     }
     const kernels::FmaPeak peak = kernels::measure_fma_peak();
+    const double bf16_peak = any_bf16 ? measure_bf16_peak_gflops() : 0.0;
     if (!opt->json) {
       std::printf("FMA peak: %.1f GFLOP/s per core (%s, best of 5)\n", peak.gflops, peak.isa.c_str());
+      if (any_bf16)
+        std::printf("bf16 peak: %.1f GFLOP/s per core (1024^3 bf16 matmul, f32 accumulation, %s, best of 5)\n",
+                    bf16_peak, kernels::bf16_support().detail.c_str());
       std::printf("forward+backward, median of %d passes after %d warm-up; %s\n", opt->steps, opt->warmup, formula);
-      std::printf("%-7s %9s %5s %5s %10s %10s %9s %6s %8s\n", "config", "params", "batch", "seq", "ms/step",
-                  "tokens/s", "GFLOP/s", "MFU", "loss");
+      std::printf("MFU: against the FP32 FMA peak; for bf16 rows also against the bf16 peak\n");
+      std::printf("%-7s %5s %9s %5s %5s %10s %10s %9s %6s %9s %8s\n", "config", "prec", "params", "batch", "seq",
+                  "ms/step", "tokens/s", "GFLOP/s", "MFU", "MFU(bf16)", "loss");
     }
     nlohmann::json rows = nlohmann::json::array();
+    std::vector<Result> results;
     for (const NamedConfig& bc : configs) {
-      const Result r = run_config(bc, opt->steps, opt->warmup, opt->seed);
-      const double mfu = r.gflops / peak.gflops;
-      if (opt->json) {
-        rows.push_back({{"config", r.name}, {"params", r.params}, {"batch", r.batch}, {"seq", r.seq},
-                        {"layers", bc.config.layers}, {"dim", bc.config.dim}, {"heads", bc.config.heads},
-                        {"flops_per_token", r.flops_per_token}, {"ms_per_step", r.ms_per_step},
-                        {"tokens_per_s", r.tokens_per_s}, {"gflops", r.gflops}, {"mfu", mfu},
-                        {"loss", r.loss}});
-      } else {
-        std::printf("%-7s %9zu %5d %5d %10.2f %10.0f %9.1f %5.1f%% %8.4f\n", r.name.c_str(), r.params, r.batch,
-                    r.seq, r.ms_per_step, r.tokens_per_s, r.gflops, 100.0 * mfu, static_cast<double>(r.loss));
-        std::fflush(stdout);
+      for (const model::Precision precision : precisions) {
+        const Result r = run_config(bc, precision, opt->steps, opt->warmup, opt->seed);
+        results.push_back(r);
+        const bool bf16 = precision == model::Precision::bf16;
+        const double mfu = r.gflops / peak.gflops, mfu_bf16 = bf16 ? r.gflops / bf16_peak : 0.0;
+        const std::string name(model::precision_name(precision));
+        if (opt->json) {
+          nlohmann::json phases = nlohmann::json::object();
+          for (std::size_t p = 0; p < model::kPhases; ++p)
+            phases[std::string(model::phase_name(static_cast<model::Phase>(p)))] = r.phases[p] * 1e3;
+          rows.push_back({{"config", r.name}, {"precision", name}, {"params", r.params}, {"batch", r.batch},
+                          {"seq", r.seq}, {"layers", bc.config.layers}, {"dim", bc.config.dim},
+                          {"heads", bc.config.heads}, {"flops_per_token", r.flops_per_token},
+                          {"ms_per_step", r.ms_per_step}, {"tokens_per_s", r.tokens_per_s}, {"gflops", r.gflops},
+                          {"mfu", mfu}, {"mfu_bf16_peak", bf16 ? nlohmann::json(mfu_bf16) : nlohmann::json()},
+                          {"phase_ms", phases}, {"adamw_ms", r.adamw_ms}, {"loss", r.loss}});
+        } else {
+          std::printf("%-7s %5s %9zu %5d %5d %10.2f %10.0f %9.1f %5.1f%% %9s %8.4f\n", r.name.c_str(), name.c_str(),
+                      r.params, r.batch, r.seq, r.ms_per_step, r.tokens_per_s, r.gflops, 100.0 * mfu,
+                      bf16 ? fmt::format("{:.1f}%", 100.0 * mfu_bf16).c_str() : "-", static_cast<double>(r.loss));
+          std::fflush(stdout);
+        }
       }
     }
+    if (!opt->json) print_phase_table(results);
     if (opt->json) {
       const nlohmann::json out = {{"command", command},
                                   {"threads", 1},
@@ -148,6 +249,8 @@ void add_bench_model_command(CLI::App& bench) {
                                   {"flops_formula", formula},
                                   {"fma_peak_gflops", peak.gflops},
                                   {"fma_isa", peak.isa},
+                                  {"bf16_peak_gflops", any_bf16 ? nlohmann::json(bf16_peak) : nlohmann::json()},
+                                  {"bf16", kernels::bf16_support().detail},
                                   {"rows", rows}};
       std::printf("%s\n", out.dump(2).c_str());
     }

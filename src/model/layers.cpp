@@ -8,6 +8,7 @@
 #include "kernels/kernels.h"
 #include "kernels/sgemm.h"
 #include "model/model_kernels.h"
+#include "model/phase_profile.h"
 
 namespace cllm::model::layers {
 namespace {
@@ -74,8 +75,14 @@ float widen(float x) { return x; }
 float widen(bf16 x) { return kernels::to_float(x); }
 
 // The matrix products, by operand type.
-void product(const GemmShape& s, const float* a, const float* b, float* c) { sgemm(s, a, b, c); }
-void product(const GemmShape& s, const bf16* a, const bf16* b, float* c) { kernels::gemm_bf16(s, a, b, c); }
+void product(const GemmShape& s, const float* a, const float* b, float* c) {
+  const PhaseScope scope(Phase::matmul);
+  sgemm(s, a, b, c);
+}
+void product(const GemmShape& s, const bf16* a, const bf16* b, float* c) {
+  const PhaseScope scope(Phase::matmul);
+  kernels::gemm_bf16(s, a, b, c);
+}
 
 // f32 values stored in the operand type.
 void store(float* dst, const float* src, std::size_t n) { std::memcpy(dst, src, sizeof(float) * n); }
@@ -103,6 +110,7 @@ float dot_operand(const Op* p, const float* x, int n) {
 // which oneDNN's brgemm kernels, its lock-free path, require.
 template <class Op>
 void gather_head(Op* dense, const float* strided, int T, int hs, int ld) {
+  const PhaseScope scope(Phase::convert);
   for (int t = 0; t < T; ++t)
     store(dense + static_cast<std::size_t>(t) * hs, strided + static_cast<std::size_t>(t) * ld,
           static_cast<std::size_t>(hs));
@@ -110,6 +118,7 @@ void gather_head(Op* dense, const float* strided, int T, int hs, int ld) {
 
 template <class Op>
 void scatter_head(Op* strided, const float* dense, int T, int hs, int ld) {
+  const PhaseScope scope(Phase::convert);
   for (int t = 0; t < T; ++t)
     store(strided + static_cast<std::size_t>(t) * ld, dense + static_cast<std::size_t>(t) * hs,
           static_cast<std::size_t>(hs));
@@ -120,12 +129,14 @@ void scatter_head(Op* strided, const float* dense, int T, int hs, int ld) {
 const float* as_operand(const float* x, float*, std::size_t) { return x; }
 
 const bf16* as_operand(const float* x, bf16* scratch, std::size_t n) {
+  const PhaseScope scope(Phase::convert);
   store(scratch, x, n);
   return scratch;
 }
 
 void encoder_forward(float* out, const std::int32_t* tokens, const float* wte, const float* wpe,
                      int B, int T, int C) {
+  const PhaseScope scope(Phase::other);
   for (int b = 0; b < B; ++b)
     for (int t = 0; t < T; ++t) {
       const std::size_t bt = static_cast<std::size_t>(b) * T + t;
@@ -138,6 +149,7 @@ void encoder_forward(float* out, const std::int32_t* tokens, const float* wte, c
 
 void encoder_backward(float* dwte, float* dwpe, const float* dout, const std::int32_t* tokens,
                       int B, int T, int C) {
+  const PhaseScope scope(Phase::other);
   for (int b = 0; b < B; ++b)
     for (int t = 0; t < T; ++t) {
       const std::size_t bt = static_cast<std::size_t>(b) * T + t;
@@ -154,6 +166,7 @@ void encoder_backward(float* dwte, float* dwpe, const float* dout, const std::in
 template <class Op>
 void layernorm_forward(Op* out, float* mean, float* rstd, const float* inp, const float* weight,
                        const float* bias, int N, int C) {
+  const PhaseScope scope(Phase::layernorm);
   for (int n = 0; n < N; ++n) {
     const float* x = inp + static_cast<std::size_t>(n) * C;
     Op* o = out + static_cast<std::size_t>(n) * C;
@@ -176,6 +189,7 @@ void layernorm_forward(Op* out, float* mean, float* rstd, const float* inp, cons
 void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                         const float* inp, const float* weight, const float* mean,
                         const float* rstd, int N, int C, bool accumulate) {
+  const PhaseScope scope(Phase::layernorm);
   if (!accumulate) {
     std::fill(dweight, dweight + C, 0.0f);
     std::fill(dbias, dbias + C, 0.0f);
@@ -218,6 +232,7 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
 template <class Op>
 void matmul_forward(float* out, const Op* inp, const Op* weight, const float* bias,
                     const float* residual, int N, int C, int OC) {
+  const PhaseScope scope(Phase::other);
   // out = residual + bias first, then the product accumulates (beta = 1).
   for (int n = 0; n < N; ++n) {
     float* o = out + static_cast<std::size_t>(n) * OC;
@@ -237,6 +252,7 @@ void matmul_forward(float* out, const Op* inp, const Op* weight, const float* bi
 template <class Op>
 void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const Op* dout_operand,
                      const Op* inp, const Op* weight, int N, int C, int OC, bool accumulate) {
+  const PhaseScope scope(Phase::other);
   // dinp (N,C) = dout (N,OC) @ weight^T
   const GemmShape di{.trans_b = true, .m = N, .n = C, .k = OC, .lda = OC, .ldb = OC, .ldc = C};
   product(di, dout_operand, weight, dinp);
@@ -278,6 +294,7 @@ std::size_t attention_operand_scratch_size(int T, int C, int NH) {
 template <class Op>
 void attention_forward(Op* out, Op* att, float* scratch, Op* operands, const float* qkv, int B, int T, int C,
                        int NH) {
+  const PhaseScope scope(Phase::attention);
   const int hs = C / NH;
   const int ld = 3 * C;
   const std::size_t head = static_cast<std::size_t>(T) * hs;
@@ -323,6 +340,7 @@ void attention_forward(Op* out, Op* att, float* scratch, Op* operands, const flo
 template <class Op>
 void attention_backward(float* dqkv, float* scratch, Op* operands, const float* dout, const float* qkv,
                         const Op* att, int B, int T, int C, int NH) {
+  const PhaseScope scope(Phase::attention);
   const int hs = C / NH;
   const int ld = 3 * C;
   const std::size_t head = static_cast<std::size_t>(T) * hs;
@@ -394,6 +412,7 @@ void lm_head_backward(float* dx, float* dwte, const Op* dlogits, const Op* x, co
 
 template <class Op>
 void gelu_forward(Op* out, const float* inp, std::size_t n) {
+  const PhaseScope scope(Phase::gelu);
   if constexpr (std::is_same_v<Op, float>) {
     detail::model_kernels().gelu_forward(out, inp, n);
   } else {
@@ -408,11 +427,13 @@ void gelu_forward(Op* out, const float* inp, std::size_t n) {
 }
 
 void gelu_backward(float* dinp, const float* inp, const float* dout, std::size_t n) {
+  const PhaseScope scope(Phase::gelu);
   detail::model_kernels().gelu_backward(dinp, inp, dout, n);
 }
 
 float crossentropy_forward(float* probs, float* losses, const float* logits,
                            const std::int32_t* targets, int N, int V) {
+  const PhaseScope scope(Phase::crossentropy);
   const auto& mk = detail::model_kernels();
   double total = 0.0;
   for (int n = 0; n < N; ++n) {
@@ -432,6 +453,7 @@ float crossentropy_forward(float* probs, float* losses, const float* logits,
 
 void crossentropy_backward(float* dlogits, const float* probs, const std::int32_t* targets, int N,
                            int V, float dloss) {
+  const PhaseScope scope(Phase::crossentropy);
   for (int n = 0; n < N; ++n) {
     const std::size_t row = static_cast<std::size_t>(n) * V;
     for (int i = 0; i < V; ++i) dlogits[row + i] = probs[row + i] * dloss;
