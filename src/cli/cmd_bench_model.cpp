@@ -82,14 +82,10 @@ Result run_config(const NamedConfig& bc, model::Precision precision, int steps, 
   const model::ParamLayout layout(c);
   std::vector<float> params(layout.total()), grad(layout.total());
   model::init_params(layout, params.data(), seed);
-  const bool bf16 = precision == model::Precision::bf16;
-  std::vector<kernels::bf16> params_bf16(bf16 ? params.size() : 0);
+  std::vector<kernels::bf16> params_bf16 = model::bf16_copy(params, precision);
   optim::AdamW adamw(layout.total(), {});
-  if (bf16) {
-    kernels::active().to_bf16(params_bf16.data(), params.data(), params.size());
-    adamw.set_bf16_copy(params_bf16.data());
-  }
-  const model::Weights weights = bf16 ? model::Weights(params.data(), params_bf16.data()) : model::Weights(params.data());
+  if (!params_bf16.empty()) adamw.set_bf16_copy(params_bf16.data());
+  const model::Weights weights(params.data(), params_bf16);
   const int B = bc.batch, T = c.context;
   model::Workspace ws(c, B, T, precision);
   std::mt19937 rng(static_cast<std::uint32_t>(seed));

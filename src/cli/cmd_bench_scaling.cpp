@@ -72,6 +72,7 @@ struct Options {
   bool baseline = true, json = false;
   std::string plot;
   std::uint64_t seed = 1337;
+  std::string precision = "auto";
   std::string child;  // hidden: run one design at one thread count
 };
 
@@ -168,12 +169,16 @@ Measurement run_one(const Options& o, const std::string& design, std::size_t thr
   std::vector<optim::ParamRange> ranges;
   for (const auto& t : layout.tensors()) ranges.push_back({t.offset, t.size, t.decay});
   optim::AdamW adamw(n, {3e-4, 0.9f, 0.95f, 1e-8f, 0.1f}, ranges);
+  const model::Precision precision = model::choose_precision(o.precision).precision;
+  std::vector<kernels::bf16> params_bf16 = model::bf16_copy(params, precision);
+  if (!params_bf16.empty()) adamw.set_bf16_copy(params_bf16.data());
+  const model::Weights weights(params.data(), params_bf16);
   constexpr double kLr = 3e-4;
   constexpr float kClip = 1.0f;
 
   struct WorkerState {
-    WorkerState(const model::Config& c, int batch, int seq)
-        : ws(c, batch, seq), inputs(static_cast<std::size_t>(batch) * seq), targets(inputs.size()) {}
+    WorkerState(const model::Config& c, int batch, int seq, model::Precision p)
+        : ws(c, batch, seq, p), inputs(static_cast<std::size_t>(batch) * seq), targets(inputs.size()) {}
     model::Workspace ws;
     std::vector<std::int32_t> inputs, targets;
   };
@@ -191,8 +196,8 @@ Measurement run_one(const Options& o, const std::string& design, std::size_t thr
       std::copy_n(corpus.begin() + static_cast<std::ptrdiff_t>(offset), T, s.inputs.begin() + r * T);
       std::copy_n(corpus.begin() + static_cast<std::ptrdiff_t>(offset) + 1, T, s.targets.begin() + r * T);
     }
-    const float loss = model::forward(layout, params.data(), s.inputs.data(), s.targets.data(), B, T, s.ws);
-    model::backward(layout, params.data(), grad, 1.0f / static_cast<float>(K), first, s.ws);
+    const float loss = model::forward(layout, weights, s.inputs.data(), s.targets.data(), B, T, s.ws);
+    model::backward(layout, weights, grad, 1.0f / static_cast<float>(K), first, s.ws);
     return static_cast<double>(loss) / static_cast<double>(K);
   };
 
@@ -207,7 +212,7 @@ Measurement run_one(const Options& o, const std::string& design, std::size_t thr
   if (design == "pipeline") {
     parallel::GradientPipeline pipeline(n, {.threads = threads, .lanes = lanes});
     dist::DataParallelStep data_parallel(group, pipeline, K);  // with one process: pipeline.step
-    pipeline.for_each_lane([&](std::size_t w) { workers[w] = std::make_unique<WorkerState>(nc.config, B, T); });
+    pipeline.for_each_lane([&](std::size_t w) { workers[w] = std::make_unique<WorkerState>(nc.config, B, T, precision); });
     for (; step < total_steps; ++step) {
       if (step == static_cast<std::size_t>(o.warmup)) cpu_start = train::process_usage().cpu_seconds;
       const parallel::StepStats st = data_parallel.step(work, params.data(), adamw, kLr, kClip);
@@ -224,7 +229,7 @@ Measurement run_one(const Options& o, const std::string& design, std::size_t thr
     }
   } else {
     parallel::BaselineAccumulator baseline(n, threads);
-    for (auto& w : workers) w = std::make_unique<WorkerState>(nc.config, B, T);
+    for (auto& w : workers) w = std::make_unique<WorkerState>(nc.config, B, T, precision);
     std::vector<float> grad(n);
     for (; step < total_steps; ++step) {
       if (step == static_cast<std::size_t>(o.warmup)) cpu_start = train::process_usage().cpu_seconds;
@@ -259,7 +264,7 @@ Measurement run_child(const Options& o, const std::string& design, std::size_t t
   std::vector<std::string> args = {"cllm", "bench", "scaling", "--config", o.config, "--threads", std::to_string(threads),
                                    "--steps", std::to_string(o.steps), "--warmup", std::to_string(o.warmup), "--accum",
                                    std::to_string(o.accum), "--batch", std::to_string(o.batch), "--seed",
-                                   std::to_string(o.seed), "--child", design};
+                                   std::to_string(o.seed), "--precision", o.precision, "--child", design};
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -439,15 +444,18 @@ void run_sweep(const Options& o) {
     throw std::invalid_argument(fmt::format("--plot {}: directory '{}' does not exist", o.plot, dir.string()));
   const std::string command = fmt::format(
       "cllm bench scaling --config {} --threads {} --steps {} --warmup {} --accum {} --batch {} --epoch-tokens {:.0f} "
-      "--seed {}{}{}{}",
-      o.config, o.threads, o.steps, o.warmup, o.accum, o.batch, o.epoch_tokens, o.seed, o.baseline ? "" : " --no-baseline",
+      "--seed {} --precision {}{}{}{}",
+      o.config, o.threads, o.steps, o.warmup, o.accum, o.batch, o.epoch_tokens, o.seed, o.precision, o.baseline ? "" : " --no-baseline",
       o.json ? " --json" : "", o.plot.empty() ? "" : " --plot " + o.plot);
   dist::ProcessGroup& group = dist::world();  // MPI only when mpirun started this process
   const bool distributed = group.size() > 1;
   if (!group.is_root() && !std::freopen("/dev/null", "w", stdout))  // rank 0 alone prints
     throw std::runtime_error("cannot silence stdout on rank " + std::to_string(group.rank()));
+  const model::PrecisionChoice precision = model::choose_precision(o.precision);
   if (!o.json) {
     std::printf("command: %s\n", command.c_str());
+    std::printf("precision %s (%s)\n", std::string(model::precision_name(precision.precision)).c_str(),
+                precision.why.c_str());
     std::printf("config %s: layers %d, dim %d, heads %d, context %d, vocab %d; a step is %d micro-batches x %d seq x %d "
                 "tokens = %d tokens, whatever the thread and process count\n",
                 o.config.c_str(), nc.config.layers, nc.config.dim, nc.config.heads, nc.config.context, nc.config.vocab,
@@ -522,6 +530,8 @@ void add_bench_scaling_command(CLI::App& bench) {
   cmd->add_flag("--json", opt->json, "Print one JSON object per row instead of the table");
   cmd->add_option("--plot", opt->plot, "Write throughput, efficiency and step-time breakdown charts to this SVG file");
   cmd->add_option("--seed", opt->seed, "Seed of the weights and the generated corpus")->capture_default_str();
+  cmd->add_option("--precision", opt->precision, "Matrix products: auto, fp32 or bf16 (as cllm train)")
+      ->capture_default_str();
   cmd->add_option("--child", opt->child, "internal: run one design at one thread count and print raw JSON")
       ->check(CLI::IsMember({"pipeline", "baseline"}))
       ->group("");

@@ -11,7 +11,6 @@
 #include "cli/commands.h"
 #include "data/dataset.h"
 #include "dist/process_group.h"
-#include "kernels/kernels.h"
 #include "model/gpt.h"
 #include "parallel/worker_pool.h"
 #include "train/checkpoint.h"
@@ -192,12 +191,8 @@ void add_eval(CLI::App& app) {
     const bool tokenizer_given = cmd->count("--tokenizer") > 0;
     const auto tokenizer = data::make_tokenizer(tokenizer_given ? tok->name : weights.tokenizer, tok->encoder_json, tok->vocab_bpe);
     const model::ParamLayout layout(weights.config);
-    std::vector<kernels::bf16> weights_bf16;
-    if (products == model::Precision::bf16) {
-      weights_bf16.resize(weights.params.size());
-      kernels::active().to_bf16(weights_bf16.data(), weights.params.data(), weights.params.size());
-    }
-    const model::Weights pass_weights(weights.params.data(), weights_bf16.empty() ? nullptr : weights_bf16.data());
+    const std::vector<kernels::bf16> weights_bf16 = model::bf16_copy(weights.params, products);
+    const model::Weights pass_weights(weights.params.data(), weights_bf16);
     const int T = *seq ? *seq : weights.config.context;
     if (T < 1 || T > weights.config.context)
       throw std::invalid_argument(fmt::format("--seq must be in [1, {}], got {}", weights.config.context, T));

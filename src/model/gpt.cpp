@@ -230,6 +230,12 @@ struct Workspace::Buffers {
 
 std::string_view precision_name(Precision p) { return p == Precision::bf16 ? "bf16" : "fp32"; }
 
+std::vector<kernels::bf16> bf16_copy(const std::vector<float>& params, Precision precision) {
+  std::vector<kernels::bf16> copy(precision == Precision::bf16 ? params.size() : 0);
+  kernels::active().to_bf16(copy.data(), params.data(), copy.size());
+  return copy;
+}
+
 PrecisionChoice choose_precision(std::string_view value, std::string_view flag) {
   const kernels::Bf16Support bf16 = kernels::bf16_support();
   if (value == "fp32") return {Precision::fp32, "as asked"};

@@ -110,7 +110,14 @@ struct Weights {
   const kernels::bf16* bf16 = nullptr;
   Weights(const float* params) : f32(params) {}  // NOLINT: implicit, fp32 callers pass params
   Weights(const float* params, const kernels::bf16* params_bf16) : f32(params), bf16(params_bf16) {}
+  // params and the bf16_copy() made for them (none when it is empty: fp32)
+  Weights(const float* params, const std::vector<kernels::bf16>& copy)
+      : f32(params), bf16(copy.empty() ? nullptr : copy.data()) {}
 };
+
+// What a run in `precision` needs besides params: their bf16 copy for bf16,
+// nothing (an empty vector) for fp32.
+std::vector<kernels::bf16> bf16_copy(const std::vector<float>& params, Precision precision);
 
 // All activations of one forward/backward pass for up to batch x seq tokens,
 // allocated once in the constructor (forward/backward allocate nothing).

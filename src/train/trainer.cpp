@@ -201,12 +201,9 @@ TrainSummary run_training(const TrainOptions& opt) {
 
   // Mixed precision: the products read a bf16 copy of the weights, made once
   // here and then by AdamW as it updates each segment.
-  std::vector<kernels::bf16> params_bf16(bf16 ? params.size() : 0);
-  if (bf16) {
-    kernels::active().to_bf16(params_bf16.data(), params.data(), params.size());
-    adamw.set_bf16_copy(params_bf16.data());
-  }
-  const model::Weights weights = bf16 ? model::Weights(params.data(), params_bf16.data()) : model::Weights(params.data());
+  std::vector<kernels::bf16> params_bf16 = model::bf16_copy(params, precision.precision);
+  if (bf16) adamw.set_bf16_copy(params_bf16.data());
+  const model::Weights weights(params.data(), params_bf16);
 
   const StopSignal stop_signal;  // before the pool: its workers must inherit the blocked signals
   // Threads beyond the cores this process may use get no compute lane (see
