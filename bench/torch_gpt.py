@@ -60,6 +60,8 @@ def parse_args(argv):
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--weight-decay", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--autocast", choices=["none", "bf16"], default="none",
+                   help="bf16: torch.autocast('cpu', torch.bfloat16) around forward and loss (fp32 master weights)")
     p.add_argument("--json", action="store_true", help="print one JSON object at the end instead of text")
     p.add_argument("--blas-dir", default=DEFAULT_BLAS_DIR,
                    help="directory put first on LD_LIBRARY_PATH (re-executes); empty to keep the environment")
@@ -255,12 +257,13 @@ def main(args):
         print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, blas {', '.join(loaded_blas())}")
         print(f"config {args.config}: vocab {args.vocab}, layers {cfg['layers']}, dim {cfg['dim']}, "
               f"heads {cfg['heads']}, context {cfg['context']}, batch {args.batch}, seq {args.seq}, "
-              f"params {n_params}, data {args.data or 'random tokens'}")
+              f"params {n_params}, data {args.data or 'random tokens'}, autocast {args.autocast}")
     step_seconds, loss = [], float("nan")
     for step in range(args.steps):
         tokens, targets = batches.next()
         t0 = time.perf_counter()
-        _, loss_t = model(tokens, targets)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.autocast == "bf16"):
+            _, loss_t = model(tokens, targets)
         opt.zero_grad(set_to_none=True)
         loss_t.backward()
         opt.step()
@@ -274,7 +277,7 @@ def main(args):
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     if args.json:
         print(json.dumps({"command": command_line(), "torch": torch.__version__, "config": args.config,
-                          "threads": args.threads, "batch": args.batch, "seq": args.seq, "params": n_params,
+                          "threads": args.threads, "autocast": args.autocast, "batch": args.batch, "seq": args.seq, "params": n_params,
                           "tokens_per_s": tokens_per_s, "peak_rss_mb": peak_rss_mb, "final_loss": loss,
                           "blas": loaded_blas()}))
     else:

@@ -7,6 +7,7 @@
 #include "cli/commands.h"
 #include "kernels/kernels.h"
 #include "kernels/sgemm.h"
+#include "model/gpt.h"
 
 namespace cllm::cli {
 
@@ -33,6 +34,9 @@ void add_info_command(CLI::App& app) {
     const k::GemmBackend gemm = k::gemm_backend();
     std::printf("chosen sgemm     : %s (%s)\n", std::string(k::gemm_backend_name(gemm)).c_str(),
                 k::gemm_backend_description(gemm).c_str());
+    const model::PrecisionChoice precision = model::choose_precision("auto");
+    std::printf("precision auto   : %s (%s)\n", std::string(model::precision_name(precision.precision)).c_str(),
+                precision.why.c_str());
   });
 }
 
