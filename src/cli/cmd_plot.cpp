@@ -1,12 +1,14 @@
-// `cllm plot METRICS.jsonl --out loss.svg`: the loss curve of a training run
-// (train loss per step, validation loss per evaluation) from the metrics log
-// that `cllm train` writes, as an SVG chart.
+// `cllm plot METRICS.jsonl... --out loss.svg`: the loss curves of training
+// runs (train loss per step, validation loss per evaluation) from the metrics
+// logs that `cllm train` writes, as one SVG chart; with several logs each
+// series is named after its run (e.g. runs/fp32/metrics.jsonl -> "fp32").
 #include <cmath>
 #include <fstream>
 #include <limits>
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include <fmt/core.h>
 #include <nlohmann/json.hpp>
@@ -62,18 +64,38 @@ report::LineChart loss_chart(const fs::path& path) {
   return chart;
 }
 
+// The run a metrics log belongs to: its directory's name (cllm train writes
+// OUT/metrics.jsonl), or the file's own name when it has been moved.
+std::string run_name(const fs::path& path) {
+  const fs::path dir = path.parent_path().filename();
+  return path.filename() == "metrics.jsonl" && !dir.empty() ? dir.string() : path.stem().string();
+}
+
+report::LineChart loss_charts(const std::vector<fs::path>& paths) {
+  if (paths.size() == 1) return loss_chart(paths.front());
+  report::LineChart chart{"Loss", "step", "loss (nats/token)", {}, {}, false};
+  for (const fs::path& path : paths) {
+    for (report::Series& s : loss_chart(path).series) {
+      s.name = run_name(path) + " " + s.name;
+      chart.series.push_back(std::move(s));
+    }
+  }
+  return chart;
+}
+
 }  // namespace
 
 void add_plot_command(CLI::App& app) {
-  CLI::App* cmd = app.add_subcommand("plot", "Draw the loss curve of a metrics.jsonl as an SVG chart");
+  CLI::App* cmd = app.add_subcommand("plot", "Draw the loss curves of metrics.jsonl files as one SVG chart");
   struct Options {
-    fs::path metrics, out = "loss.svg";
+    std::vector<fs::path> metrics;
+    fs::path out = "loss.svg";
   };
   auto opt = std::make_shared<Options>();
-  cmd->add_option("metrics", opt->metrics, "metrics.jsonl written by cllm train")->required();
+  cmd->add_option("metrics", opt->metrics, "metrics.jsonl files written by cllm train (one chart)")->required();
   cmd->add_option("--out,-o", opt->out, "SVG file to write")->capture_default_str();
   cmd->callback([opt] {
-    const report::LineChart chart = loss_chart(opt->metrics);
+    const report::LineChart chart = loss_charts(opt->metrics);
     report::write_svg(opt->out, {chart});
     std::size_t points = 0;
     for (const auto& s : chart.series) points += s.x.size();

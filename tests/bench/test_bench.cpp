@@ -253,6 +253,21 @@ TEST_F(BenchTest, PlotDrawsTrainAndValidationLoss) {
   EXPECT_NE(text.find("<polyline"), std::string::npos);
 }
 
+// Several runs in one chart (e.g. fp32 against bf16), each series named after its run directory.
+TEST_F(BenchTest, PlotDrawsSeveralRunsInOneChart) {
+  fs::create_directories(dir_ / "fp32");
+  fs::create_directories(dir_ / "bf16");
+  const std::string rows = "{\"step\":1,\"loss\":5.5}\n{\"step\":2,\"loss\":4.5}\n{\"step\":2,\"val_loss\":4.75}\n";
+  const fs::path a = write("fp32/metrics.jsonl", rows), b = write("bf16/metrics.jsonl", rows);
+  const fs::path svg = dir_ / "both.svg";
+  const Result r = cllm("plot " + a.string() + " " + b.string() + " --out " + svg.string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  expect_well_formed_svg(svg);
+  const std::string text = slurp(svg);
+  for (const char* name : {"fp32 train loss", "fp32 val loss", "bf16 train loss", "bf16 val loss"})
+    EXPECT_NE(text.find(name), std::string::npos) << name;
+}
+
 TEST_F(BenchTest, PlotRejectsEmptyAndNonJsonInput) {
   Result r = cllm("plot " + write("empty.jsonl", "").string());
   EXPECT_EQ(r.exit_code, 1);
