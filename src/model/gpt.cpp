@@ -137,9 +137,10 @@ template <class Op>
 struct Operands {
   std::vector<Op> ln1, atty, ln2, fch_gelu, lnf, att;
   std::vector<Op> attention;  // attention's per-head operand scratch, reused by every layer
-  // bf16 only (f32 products read the f32 gradients as they are): a layer's
-  // output gradient and the logits' gradient converted for the backward products.
-  std::vector<Op> dout, dlogits;
+  // bf16 only (f32 products read the f32 arrays as they are): attention's
+  // input per layer, a layer's output gradient and the logits' gradient
+  // converted for the products.
+  std::vector<Op> qkv, dout, dlogits;
 
   void allocate(const Config& c, int batch, int seq, std::size_t BT) {
     const std::size_t L = sz(c.layers), C = sz(c.dim), V = sz(c.vocab), NH = sz(c.heads), LBT = L * BT;
@@ -151,13 +152,23 @@ struct Operands {
     att.resize(L * sz(batch) * NH * layers::attention_probs_per_head(seq));
     attention.resize(layers::attention_operand_scratch_size(seq, c.dim, c.heads));
     if constexpr (!std::is_same_v<Op, float>) {
+      qkv.resize(LBT * 3 * C);
       dout.resize(BT * 4 * C);
       dlogits.resize(BT * V);
     }
   }
+  // Layer l's attention input in the operand type: qkv_f32 itself for f32.
+  const Op* attention_input(const float* qkv_f32, std::size_t layer, std::size_t layer_size) const {
+    if constexpr (std::is_same_v<Op, float>) {
+      return qkv_f32;
+    } else {
+      return qkv.data() + layer * layer_size;
+    }
+  }
+
   std::size_t bytes() const {
     std::size_t n = 0;
-    for (const auto* v : {&ln1, &atty, &ln2, &fch_gelu, &lnf, &att, &attention, &dout, &dlogits}) n += v->size();
+    for (const auto* v : {&ln1, &atty, &ln2, &fch_gelu, &lnf, &att, &attention, &qkv, &dout, &dlogits}) n += v->size();
     return n * sizeof(Op);
   }
 };
@@ -324,8 +335,10 @@ float forward_pass(const ParamLayout& layout, const float* params, const Op* mat
     layers::layernorm_forward(ln1, w.ln1_mean.data() + L * stats, w.ln1_rstd.data() + L * stats, residual,
                               params + p.ln1_w, params + p.ln1_b, N, C);
     layers::matmul_forward(qkv, ln1, mats + p.attn_w, params + p.attn_b, nullptr, N, C, 3 * C);
+    if constexpr (!std::is_same_v<Op, float>) layers::as_operand(qkv, op.qkv.data() + L * act * 3, sz(N) * 3 * sz(C));
+    const Op* attention_input = op.attention_input(qkv, L, act * 3);
     layers::attention_forward(atty, op.att.data() + L * att_stride, w.attention_scratch.data(), op.attention.data(),
-                              qkv, B, T, C, NH);
+                              attention_input, B, T, C, NH);
     layers::matmul_forward(res2, atty, mats + p.attn_proj_w, params + p.attn_proj_b, residual, N, C, C);
     layers::layernorm_forward(ln2, w.ln2_mean.data() + L * stats, w.ln2_rstd.data() + L * stats, res2,
                               params + p.ln2_w, params + p.ln2_b, N, C);
@@ -420,8 +433,8 @@ void backward_pass(const ParamLayout& layout, const float* params, const Op* mat
     // dres holds d(res2); the attention branch and ln_1 add d(residual).
     layers::matmul_backward(dsmall, grad + p.attn_proj_w, grad + p.attn_proj_b, dres, operand(dres, small), atty,
                             mats + p.attn_proj_w, N, C, C, acc);
-    layers::attention_backward(dbig, w.attention_scratch.data(), op.attention.data(), dsmall, qkv,
-                               op.att.data() + L * att_stride, B, T, C, NH);
+    layers::attention_backward(dbig, w.attention_scratch.data(), op.attention.data(), operand(dsmall, small),
+                               op.attention_input(qkv, L, act * 3), op.att.data() + L * att_stride, B, T, C, NH);
     layers::matmul_backward(dsmall, grad + p.attn_w, grad + p.attn_b, dbig, operand(dbig, 3 * small), ln1,
                             mats + p.attn_w, N, C, 3 * C, acc);
     layers::layernorm_backward(dres, grad + p.ln1_w, grad + p.ln1_b, dsmall, residual, params + p.ln1_w,

@@ -106,19 +106,17 @@ float dot_operand(const Op* p, const float* x, int n) {
 }
 
 // One head's (T, hs) slice of a (T, ld) matrix to or from a dense (T, hs)
-// copy, in the operand type. The products then see dense operands only,
-// which oneDNN's brgemm kernels, its lock-free path, require.
+// copy (the way back in the operand type). The products then see dense
+// operands only, which oneDNN's brgemm kernels, its lock-free path, require.
 template <class Op>
-void gather_head(Op* dense, const float* strided, int T, int hs, int ld) {
-  const PhaseScope scope(Phase::convert);
+void gather_head(Op* dense, const Op* strided, int T, int hs, int ld) {
   for (int t = 0; t < T; ++t)
-    store(dense + static_cast<std::size_t>(t) * hs, strided + static_cast<std::size_t>(t) * ld,
-          static_cast<std::size_t>(hs));
+    std::memcpy(dense + static_cast<std::size_t>(t) * hs, strided + static_cast<std::size_t>(t) * ld,
+                sizeof(Op) * static_cast<std::size_t>(hs));
 }
 
 template <class Op>
 void scatter_head(Op* strided, const float* dense, int T, int hs, int ld) {
-  const PhaseScope scope(Phase::convert);
   for (int t = 0; t < T; ++t)
     store(strided + static_cast<std::size_t>(t) * ld, dense + static_cast<std::size_t>(t) * hs,
           static_cast<std::size_t>(hs));
@@ -292,7 +290,7 @@ std::size_t attention_operand_scratch_size(int T, int C, int NH) {
 }
 
 template <class Op>
-void attention_forward(Op* out, Op* att, float* scratch, Op* operands, const float* qkv, int B, int T, int C,
+void attention_forward(Op* out, Op* att, float* scratch, Op* operands, const Op* qkv, int B, int T, int C,
                        int NH) {
   const PhaseScope scope(Phase::attention);
   const int hs = C / NH;
@@ -307,7 +305,7 @@ void attention_forward(Op* out, Op* att, float* scratch, Op* operands, const flo
   float* scores = o + head;  // one row block's, before they are stored as operands (bf16)
   for (int b = 0; b < B; ++b)
     for (int h = 0; h < NH; ++h) {
-      const float* qkv_h = qkv + static_cast<std::size_t>(b) * T * ld + h * hs;
+      const Op* qkv_h = qkv + static_cast<std::size_t>(b) * T * ld + h * hs;
       gather_head(q, qkv_h, T, hs, ld);
       gather_head(k, qkv_h + C, T, hs, ld);
       gather_head(v, qkv_h + 2 * C, T, hs, ld);
@@ -338,7 +336,7 @@ void attention_forward(Op* out, Op* att, float* scratch, Op* operands, const flo
 }
 
 template <class Op>
-void attention_backward(float* dqkv, float* scratch, Op* operands, const float* dout, const float* qkv,
+void attention_backward(float* dqkv, float* scratch, Op* operands, const Op* dout, const Op* qkv,
                         const Op* att, int B, int T, int C, int NH) {
   const PhaseScope scope(Phase::attention);
   const int hs = C / NH;
@@ -471,10 +469,10 @@ template void matmul_backward(float*, float*, float*, const float*, const float*
 template void matmul_backward(float*, float*, float*, const float*, const bf16*, const bf16*, const bf16*, int, int,
                               int, bool);
 template void attention_forward(float*, float*, float*, float*, const float*, int, int, int, int);
-template void attention_forward(bf16*, bf16*, float*, bf16*, const float*, int, int, int, int);
+template void attention_forward(bf16*, bf16*, float*, bf16*, const bf16*, int, int, int, int);
 template void attention_backward(float*, float*, float*, const float*, const float*, const float*, int, int, int,
                                  int);
-template void attention_backward(float*, float*, bf16*, const float*, const float*, const bf16*, int, int, int, int);
+template void attention_backward(float*, float*, bf16*, const bf16*, const bf16*, const bf16*, int, int, int, int);
 template void lm_head_forward(float*, const float*, const float*, int, int, int);
 template void lm_head_forward(float*, const bf16*, const bf16*, int, int, int);
 template void lm_head_backward(float*, float*, const float*, const float*, const float*, int, int, int, bool);

@@ -59,7 +59,8 @@ void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dou
 void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                      const float* inp, const float* weight, int N, int C, int OC, bool accumulate);
 
-// Causal multi-head self-attention core (no projections).
+// Causal multi-head self-attention core (no projections), its inputs and
+// outputs in the operand type (bf16 runs its products on bf16 operands).
 // qkv (B,T,3C) = [q | k | v] -> out (B,T,C), att (B,NH) x
 // attention_probs_per_head(T) softmax probabilities, stored by blocks of
 // query rows: row t starts at attention_row_offset(T, t) and holds keys
@@ -67,11 +68,11 @@ void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dou
 // attention_scratch_size(T, C, NH) floats and operands
 // attention_operand_scratch_size(T, C, NH) elements of Op.
 template <class Op>
-void attention_forward(Op* out, Op* att, float* scratch, Op* operands, const float* qkv, int B, int T, int C,
+void attention_forward(Op* out, Op* att, float* scratch, Op* operands, const Op* qkv, int B, int T, int C,
                        int NH);
-// dout (B,T,C) -> dqkv (B,T,3C); scratch and operands as for the forward.
+// dout (B,T,C) -> dqkv (B,T,3C) (f32); scratch and operands as for the forward.
 template <class Op>
-void attention_backward(float* dqkv, float* scratch, Op* operands, const float* dout, const float* qkv,
+void attention_backward(float* dqkv, float* scratch, Op* operands, const Op* dout, const Op* qkv,
                         const Op* att, int B, int T, int C, int NH);
 std::size_t attention_row_offset(int T, int t);
 std::size_t attention_probs_per_head(int T);
