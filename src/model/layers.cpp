@@ -88,6 +88,24 @@ void product(const GemmShape& s, const bf16* a, const bf16* b, float* c) {
 void store(float* dst, const float* src, std::size_t n) { std::memcpy(dst, src, sizeof(float) * n); }
 void store(bf16* dst, const float* src, std::size_t n) { kernels::active().to_bf16(dst, src, n); }
 
+// out[0, n) = values that compute(y, begin, count) writes as f32 into
+// y[0, count) for out[begin, begin + count): for float straight into out,
+// for bf16 a chunk at a time into an L1-sized buffer, then converted.
+template <class Op, class Compute>
+void write_in_chunks(Op* out, std::size_t n, const Compute& compute) {
+  if constexpr (std::is_same_v<Op, float>) {
+    compute(out, 0, n);
+  } else {
+    constexpr std::size_t kChunk = 512;
+    float chunk[kChunk];
+    for (std::size_t i = 0; i < n; i += kChunk) {
+      const std::size_t count = std::min(kChunk, n - i);
+      compute(chunk, i, count);
+      store(out + i, chunk, count);
+    }
+  }
+}
+
 // sum p[i] * x[i] with p in the operand type, in float lanes as dot().
 template <class Op>
 float dot_operand(const Op* p, const float* x, int n) {
@@ -171,14 +189,9 @@ void layernorm_forward(Op* out, float* mean, float* rstd, const float* inp, cons
     const float m = sum(x, C) / static_cast<float>(C);
     const float var = centered_sum_squares(x, m, C) / static_cast<float>(C);
     const float s = 1.0f / std::sqrt(var + kLayerNormEps);
-    for (int c = 0; c < C; ++c) {
-      const float y = (x[c] - m) * s * weight[c] + bias[c];
-      if constexpr (std::is_same_v<Op, float>) {
-        o[c] = y;
-      } else {
-        o[c] = kernels::to_bf16(y);
-      }
-    }
+    write_in_chunks(o, static_cast<std::size_t>(C), [&](float* y, std::size_t c0, std::size_t count) {
+      for (std::size_t c = 0; c < count; ++c) y[c] = (x[c0 + c] - m) * s * weight[c0 + c] + bias[c0 + c];
+    });
     mean[n] = m;
     rstd[n] = s;
   }
@@ -411,17 +424,9 @@ void lm_head_backward(float* dx, float* dwte, const Op* dlogits, const Op* x, co
 template <class Op>
 void gelu_forward(Op* out, const float* inp, std::size_t n) {
   const PhaseScope scope(Phase::gelu);
-  if constexpr (std::is_same_v<Op, float>) {
-    detail::model_kernels().gelu_forward(out, inp, n);
-  } else {
-    constexpr std::size_t kChunk = 512;  // f32 results stay in L1 until stored
-    float chunk[kChunk];
-    for (std::size_t i = 0; i < n; i += kChunk) {
-      const std::size_t m = std::min(kChunk, n - i);
-      detail::model_kernels().gelu_forward(chunk, inp + i, m);
-      store(out + i, chunk, m);
-    }
-  }
+  write_in_chunks(out, n, [&](float* y, std::size_t begin, std::size_t count) {
+    detail::model_kernels().gelu_forward(y, inp + begin, count);
+  });
 }
 
 void gelu_backward(float* dinp, const float* inp, const float* dout, std::size_t n) {
