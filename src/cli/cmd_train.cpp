@@ -107,6 +107,7 @@ void add_train(CLI::App& app) {
   cmd->add_option("--dist", *dist_backend, "Processes training together: auto (MPI when started by mpirun), none or mpi")
       ->capture_default_str();
   cmd->add_flag("--resume", o->resume, "Continue from the newest complete checkpoint in --out");
+  cmd->add_flag("--dry-run", o->dry_run, "Print the memory plan and stop before training (a run that does not fit is an error)");
   cmd->add_option("--stop-after", o->stop_after, "Save and stop after N steps of this invocation (0: run to the end)");
   cmd->add_option("--init-from", o->init_from, "GPT-2 safetensors weights to start from (fine-tuning)");
   // Counts are unsigned, and CLI11 would wrap "-1" to 2^64 - 1.

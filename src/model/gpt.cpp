@@ -142,19 +142,21 @@ struct Operands {
   // converted for the products.
   std::vector<Op> qkv, dout, dlogits;
 
-  void allocate(const Config& c, int batch, int seq, std::size_t BT) {
+  // size(vector, n) sizes each array (or only counts it: Workspace::planned_bytes).
+  template <class Size>
+  void lay_out(const Config& c, int batch, int seq, std::size_t BT, const Size& size) {
     const std::size_t L = sz(c.layers), C = sz(c.dim), V = sz(c.vocab), NH = sz(c.heads), LBT = L * BT;
-    ln1.resize(LBT * C);
-    atty.resize(LBT * C);
-    ln2.resize(LBT * C);
-    fch_gelu.resize(LBT * 4 * C);
-    lnf.resize(BT * C);
-    att.resize(L * sz(batch) * NH * layers::attention_probs_per_head(seq));
-    attention.resize(layers::attention_operand_scratch_size(seq, c.dim, c.heads));
+    size(ln1, LBT * C);
+    size(atty, LBT * C);
+    size(ln2, LBT * C);
+    size(fch_gelu, LBT * 4 * C);
+    size(lnf, BT * C);
+    size(att, L * sz(batch) * NH * layers::attention_probs_per_head(seq));
+    size(attention, layers::attention_operand_scratch_size(seq, c.dim, c.heads));
     if constexpr (!std::is_same_v<Op, float>) {
-      qkv.resize(LBT * 3 * C);
-      dout.resize(BT * 4 * C);
-      dlogits.resize(BT * V);
+      size(qkv, LBT * 3 * C);
+      size(dout, BT * 4 * C);
+      size(dlogits, BT * V);
     }
   }
   // Layer l's attention input in the operand type: qkv_f32 itself for f32.
@@ -189,36 +191,43 @@ struct Workspace::Buffers {
   std::vector<std::int32_t> tokens, targets;
   int B = 0, T = 0;
   bool ready_for_backward = false;
+  std::size_t planned = 0;  // bytes of all the arrays
 
-  Buffers(const Config& c, int batch, int seq, Precision p) : cfg(c), max_batch(batch), max_seq(seq), precision(p) {
+  // allocate false: nothing is allocated, planned counts what would be.
+  Buffers(const Config& c, int batch, int seq, Precision p, bool allocate = true)
+      : cfg(c), max_batch(batch), max_seq(seq), precision(p) {
+    const auto size = [&](auto& v, std::size_t n) {
+      planned += n * sizeof(v[0]);
+      if (allocate) v.resize(n);
+    };
     max_bt = sz(batch) * sz(seq);
     const std::size_t L = sz(c.layers), C = sz(c.dim), V = sz(c.vocab);
     const std::size_t BT = max_bt, LBT = L * BT;
-    encoded.resize(BT * C);
-    ln1_mean.resize(LBT);
-    ln1_rstd.resize(LBT);
-    qkv.resize(LBT * 3 * C);
-    res2.resize(LBT * C);
-    ln2_mean.resize(LBT);
-    ln2_rstd.resize(LBT);
-    fch.resize(LBT * 4 * C);
-    res3.resize(LBT * C);
-    lnf_mean.resize(BT);
-    lnf_rstd.resize(BT);
-    logits.resize(BT * V);
-    probs.resize(BT * V);
-    losses.resize(BT);
-    dres.resize(BT * C);
-    dbig.resize(BT * 4 * C);
-    dsmall.resize(BT * C);
-    attention_scratch.resize(layers::attention_scratch_size(seq, c.dim, c.heads));
+    size(encoded, BT * C);
+    size(ln1_mean, LBT);
+    size(ln1_rstd, LBT);
+    size(qkv, LBT * 3 * C);
+    size(res2, LBT * C);
+    size(ln2_mean, LBT);
+    size(ln2_rstd, LBT);
+    size(fch, LBT * 4 * C);
+    size(res3, LBT * C);
+    size(lnf_mean, BT);
+    size(lnf_rstd, BT);
+    size(logits, BT * V);
+    size(probs, BT * V);
+    size(losses, BT);
+    size(dres, BT * C);
+    size(dbig, BT * 4 * C);
+    size(dsmall, BT * C);
+    size(attention_scratch, layers::attention_scratch_size(seq, c.dim, c.heads));
     if (p == Precision::bf16) {
-      bf16.allocate(c, batch, seq, BT);
+      bf16.lay_out(c, batch, seq, BT, size);
     } else {
-      f32.allocate(c, batch, seq, BT);
+      f32.lay_out(c, batch, seq, BT, size);
     }
-    tokens.resize(BT);
-    targets.resize(BT);
+    size(tokens, BT);
+    size(targets, BT);
   }
 
   template <class Op>
@@ -238,6 +247,21 @@ struct Workspace::Buffers {
     return n + f32.bytes() + bf16.bytes() + (tokens.size() + targets.size()) * sizeof(std::int32_t);
   }
 };
+
+namespace {
+
+void check_workspace_shape(const Config& config, int batch, int seq) {
+  config.validate();
+  if (batch < 1) throw std::invalid_argument("workspace: batch = " + std::to_string(batch) + ", expected >= 1");
+  if (seq < 1 || seq > config.context)
+    throw std::invalid_argument("workspace: seq = " + std::to_string(seq) + ", expected 1.." +
+                                std::to_string(config.context) + " (the context length)");
+  if (static_cast<long long>(batch) * seq > std::numeric_limits<int>::max())
+    throw std::invalid_argument("workspace: batch * seq = " + std::to_string(static_cast<long long>(batch) * seq) +
+                                " tokens, expected at most 2^31 - 1");
+}
+
+}  // namespace
 
 std::string_view precision_name(Precision p) { return p == Precision::bf16 ? "bf16" : "fp32"; }
 
@@ -263,14 +287,7 @@ PrecisionChoice choose_precision(std::string_view value, std::string_view flag) 
 }
 
 Workspace::Workspace(const Config& config, int batch, int seq, Precision precision) {
-  config.validate();
-  if (batch < 1) throw std::invalid_argument("workspace: batch = " + std::to_string(batch) + ", expected >= 1");
-  if (seq < 1 || seq > config.context)
-    throw std::invalid_argument("workspace: seq = " + std::to_string(seq) + ", expected 1.." +
-                                std::to_string(config.context) + " (the context length)");
-  if (static_cast<long long>(batch) * seq > std::numeric_limits<int>::max())
-    throw std::invalid_argument("workspace: batch * seq = " + std::to_string(static_cast<long long>(batch) * seq) +
-                                " tokens, expected at most 2^31 - 1");
+  check_workspace_shape(config, batch, seq);
   buf_ = std::make_unique<Buffers>(config, batch, seq, precision);
 }
 
@@ -281,6 +298,11 @@ Workspace::~Workspace() = default;
 int Workspace::max_batch() const { return buf_->max_batch; }
 int Workspace::max_seq() const { return buf_->max_seq; }
 std::size_t Workspace::bytes() const { return buf_->bytes(); }
+
+std::size_t Workspace::planned_bytes(const Config& config, int batch, int seq, Precision precision) {
+  check_workspace_shape(config, batch, seq);
+  return Buffers(config, batch, seq, precision, /*allocate=*/false).planned;
+}
 Precision Workspace::precision() const { return buf_->precision; }
 
 const float* logits(const Workspace& ws) { return ws.buf_->logits.data(); }

@@ -135,6 +135,9 @@ class Workspace {
   int max_batch() const;
   int max_seq() const;
   std::size_t bytes() const;  // memory held
+  // What bytes() would be for a workspace of that shape, without allocating
+  // it (the trainer's memory plan). Throws as the constructor does.
+  static std::size_t planned_bytes(const Config& config, int batch, int seq, Precision precision);
   Precision precision() const;
   struct Buffers;             // defined in gpt.cpp
 

@@ -22,6 +22,7 @@
 #include "parallel/gradient_pipeline.h"
 #include "train/checkpoint.h"
 #include "train/loss_spike.h"
+#include "train/memory_plan.h"
 #include "train/metrics_log.h"
 #include "train/process_stats.h"
 #include "train/sampling.h"
@@ -135,6 +136,20 @@ TrainSummary run_training(const TrainOptions& opt) {
     throw std::invalid_argument(fmt::format("--warmup {} exceeds the run's {} steps", opt.warmup, total_steps));
   schedule.validate();
 
+  // Memory, planned before anything large is allocated (the data loaded
+  // above is part of what the process holds already).
+  const std::size_t cores = std::min(threads, parallel::available_cores());
+  const std::size_t lanes_planned = opt.deterministic ? threads : cores;  // as GradientPipeline decides
+  const MemoryPlan memory = plan_training_memory(config, opt.batch, seq, lanes_planned, precision.precision);
+  const MemoryAvailable available = available_memory();
+  fmt::print("memory: {}; {} available ({})\n", memory.describe(), format_bytes(available.bytes),
+             available.source.empty() ? "unknown" : available.source);
+  check_memory_fits(memory, available);
+  if (opt.dry_run) {
+    fmt::print("dry run: nothing trained\n");
+    return {};
+  }
+
   // Parameters and optimizer
   std::vector<float> params(layout.total());
   std::vector<optim::ParamRange> ranges;
@@ -208,7 +223,6 @@ TrainSummary run_training(const TrainOptions& opt) {
   const StopSignal stop_signal;  // before the pool: its workers must inherit the blocked signals
   // Threads beyond the cores this process may use get no compute lane (see
   // PipelineOptions::lanes): oversubscription then costs no buffers or cache.
-  const std::size_t cores = std::min(threads, parallel::available_cores());
   parallel::GradientPipeline pipeline(layout.total(),
                                       {.threads = threads, .lanes = cores, .deterministic = opt.deterministic});
   const std::size_t lanes = pipeline.lanes();

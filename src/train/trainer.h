@@ -74,6 +74,9 @@ struct TrainOptions {
   // train in chunks under a job time limit; 0: run to the end.
   std::size_t stop_after = 0;
   std::size_t log_every = 1;  // print a step line every N steps (metrics.jsonl gets all)
+  // Print the memory plan (and refuse a run that does not fit), then stop
+  // before allocating or training anything.
+  bool dry_run = false;
   // The processes training together; nullptr: dist::world() (mpirun's ranks,
   // or this process alone).
   dist::ProcessGroup* group = nullptr;

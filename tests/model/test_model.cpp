@@ -211,6 +211,17 @@ TEST(Backward, OverwriteAddAndScale) {
   }
 }
 
+// The memory plan's figure is what the workspace then holds, in both precisions.
+TEST(Workspace, PlannedBytesAreTheBytesItHolds) {
+  for (const Precision p : {Precision::fp32, Precision::bf16}) {
+    EXPECT_EQ(Workspace::planned_bytes(tiny_config(), 3, 7, p), Workspace(tiny_config(), 3, 7, p).bytes())
+        << precision_name(p);
+  }
+  EXPECT_LT(Workspace::planned_bytes(tiny_config(), 3, 7, Precision::bf16),
+            Workspace::planned_bytes(tiny_config(), 3, 7, Precision::fp32));
+  EXPECT_THROW(Workspace::planned_bytes(tiny_config(), 0, 4, Precision::fp32), std::invalid_argument);
+}
+
 TEST(Forward, SmallerBatchInLargerWorkspaceGivesSameResult) {
   const Config c = tiny_config();
   const ParamLayout layout(c);

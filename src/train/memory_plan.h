@@ -1,0 +1,50 @@
+// The memory a training run will need, worked out before anything large is
+// allocated: parameters, per-lane gradient buffers, AdamW moments, the bf16
+// weight copy, per-lane workspaces, generation's KV cache, on top of what
+// the process already holds (code, libraries, the loaded data). A run that
+// would not fit in the memory available stops at once with one message
+// instead of being killed by the kernel half-way.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "model/gpt.h"
+
+namespace cllm::train {
+
+struct MemoryPart {
+  std::string name;      // e.g. "workspaces"
+  std::size_t count;     // e.g. one per lane
+  std::size_t bytes;     // each
+  std::size_t total() const { return count * bytes; }
+};
+
+struct MemoryPlan {
+  std::size_t resident = 0;  // the process before the plan (VmRSS)
+  std::vector<MemoryPart> parts;
+  std::size_t total() const;
+  // "3.1 GiB planned (process 0.1, params 0.5, grads 2 x 0.5, ...)"
+  std::string describe() const;
+};
+
+MemoryPlan plan_training_memory(const model::Config& config, int batch, int seq, std::size_t lanes,
+                                model::Precision precision);
+
+// What the run may use: MemAvailable of /proc/meminfo, or less where the
+// cgroup's memory.max says so. 0 bytes and an empty source when neither can be read.
+struct MemoryAvailable {
+  std::size_t bytes = 0;
+  std::string source;  // "MemAvailable" or "cgroup memory.max"
+};
+MemoryAvailable available_memory();
+
+// Throws std::runtime_error when the plan exceeds what is available, naming
+// the largest parts and what to change. Does nothing when available.bytes is 0.
+void check_memory_fits(const MemoryPlan& plan, const MemoryAvailable& available);
+
+// 1536 -> "1.5 KiB", in the unit that suits the size.
+std::string format_bytes(std::size_t bytes);
+
+}  // namespace cllm::train
