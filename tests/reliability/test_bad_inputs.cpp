@@ -80,6 +80,14 @@ void make_fifo(const fs::path& path) {
   if (::mkfifo(path.c_str(), 0600) != 0) throw std::runtime_error("mkfifo " + path.string() + " failed");
 }
 
+// Makes a FIFO `name` in the case's directory and returns its path.
+std::function<fs::path(const ScratchDir&)> fifo_at(std::string name) {
+  return [name](const ScratchDir& d) {
+    make_fifo(d / name);
+    return d / name;
+  };
+}
+
 // A Unix socket at `path`, left behind by a process that bound it.
 void make_socket(const fs::path& path) {
   const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
@@ -96,6 +104,17 @@ std::function<std::vector<std::string>(const ScratchDir&)> train_on_special(
     std::function<fs::path(const ScratchDir&)> data) {
   return [data](const ScratchDir& d) {
     return concat(tiny_train_flags(), {"--data", data(d).string(), "--out", (d / "run").string()});
+  };
+}
+
+// `cllm train --tokenizer gpt2` on a good corpus with a valid-looking
+// vocab.bpe and the encoder.json that `encoder` makes (returning its path).
+std::function<std::vector<std::string>(const ScratchDir&)> train_gpt2_with(std::function<fs::path(const ScratchDir&)> encoder) {
+  return [encoder](const ScratchDir& d) {
+    write_file(d / "corpus.txt", corpus_text());
+    write_file(d / "vocab.bpe", "#version: 0.2\n");
+    return concat(tiny_train_flags(), {"--data", (d / "corpus.txt").string(), "--tokenizer", "gpt2", "--encoder-json",
+                                       encoder(d).string(), "--vocab-bpe", (d / "vocab.bpe").string()});
   };
 }
 
@@ -170,12 +189,36 @@ std::size_t data_start(const std::string& bytes) {
 
 const std::string kF32Tensor = R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
 
+// Zero and negative sizes and counts: an error naming the flag, before anything runs.
+std::vector<BadInput> too_small_sizes() {
+  struct SizeFlag {
+    std::string command, flag, value;
+  };
+  const SizeFlag flags[] = {
+      {"train", "--seq", "0"},        {"train", "--seq", "-1"},         {"train", "--batch", "0"},
+      {"train", "--accum", "0"},      {"train", "--accum", "-1"},       {"train", "--steps", "0"},
+      {"train", "--steps", "-1"},     {"train", "--layers", "0"},       {"train", "--dim", "0"},
+      {"train", "--dim", "-1"},       {"train", "--heads", "0"},        {"train", "--context", "0"},
+      {"train", "--vocab", "0"},      {"train", "--eval-batches", "0"}, {"train", "--log-every", "0"},
+      {"generate", "--tokens", "0"},  {"generate", "--tokens", "-1"},   {"generate", "--heads", "0"},
+      {"eval", "--seq", "0"},         {"eval", "--batch", "0"},         {"eval", "--heads", "0"},
+  };
+  std::vector<BadInput> out;
+  for (const SizeFlag& f : flags) {
+    const std::vector<std::string> change{f.flag, f.value};
+    out.push_back({f.command + " " + f.flag + " " + f.value,
+                   f.command == "train" ? train_with(change) : f.command == "eval" ? eval_with(change) : generate_with(change),
+                   {f.flag + ": must be >= 1, got " + f.value}, kValidationError});
+  }
+  return out;
+}
+
 std::vector<BadInput> bad_inputs() {
   std::string junk;
   for (int i = 0; i < 4096; ++i) junk.push_back(static_cast<char>((i * 7919 + 13) % 251));
   std::string tokens3(6, '\0');  // three 2-byte tokens: 0, 0, 0
   const std::string big_token("\x05\x00\xff\x00", 4);  // tokens 5 and 255 with vocab 100
-  return {
+  std::vector<BadInput> cases = {
       // Data files
       {"empty text file", train_on("empty.txt", ""), {"empty.txt", "is empty"}},
       {"binary junk as text", train_on("junk.txt", junk), {"junk.txt", "NUL"}},
@@ -241,25 +284,16 @@ std::vector<BadInput> bad_inputs() {
        }, {"emptyrun", "no complete checkpoint"}},
       // Tokenizer files
       {"gpt2 without its files", train_with({"--tokenizer", "gpt2"}), {"--encoder-json"}},
-      {"gpt2 with missing files", [](const ScratchDir& d) {
-         write_file(d / "corpus.txt", corpus_text());
-         return concat(tiny_train_flags(), {"--data", (d / "corpus.txt").string(), "--tokenizer", "gpt2", "--encoder-json",
-                                            (d / "encoder.json").string(), "--vocab-bpe", (d / "vocab.bpe").string()});
-       }, {"encoder.json", "no such file"}},
-      {"gpt2 encoder.json that is junk", [](const ScratchDir& d) {
-         write_file(d / "corpus.txt", corpus_text());
+      {"gpt2 with a missing encoder.json", train_gpt2_with([](const ScratchDir& d) { return d / "encoder.json"; }),
+       {"encoder.json", "no such file"}},
+      {"gpt2 encoder.json that is junk", train_gpt2_with([](const ScratchDir& d) {
          write_file(d / "encoder.json", "[1, 2, 3");
-         write_file(d / "vocab.bpe", "#version: 0.2\n");
-         return concat(tiny_train_flags(), {"--data", (d / "corpus.txt").string(), "--tokenizer", "gpt2", "--encoder-json",
-                                            (d / "encoder.json").string(), "--vocab-bpe", (d / "vocab.bpe").string()});
-       }, {"encoder.json"}},
-      {"encoder.json is a directory", [](const ScratchDir& d) {
-         write_file(d / "corpus.txt", corpus_text());
+         return d / "encoder.json";
+       }), {"encoder.json"}},
+      {"encoder.json is a directory", train_gpt2_with([](const ScratchDir& d) {
          fs::create_directories(d / "encoder.json");
-         write_file(d / "vocab.bpe", "#version: 0.2\n");
-         return concat(tiny_train_flags(), {"--data", (d / "corpus.txt").string(), "--tokenizer", "gpt2", "--encoder-json",
-                                            (d / "encoder.json").string(), "--vocab-bpe", (d / "vocab.bpe").string()});
-       }, {"encoder.json", "directory"}},
+         return d / "encoder.json";
+       }), {"encoder.json", "directory"}},
       // Output
       {"output under a regular file", [](const ScratchDir& d) {
          write_file(d / "corpus.txt", corpus_text());
@@ -274,13 +308,7 @@ std::vector<BadInput> bad_inputs() {
       // Flags
       {"--threads 0", train_with({"--threads", "0"}), {"--threads", "0"}, kValidationError},
       {"--threads 100000", train_with({"--threads", "100000"}), {"--threads", "100000"}, kValidationError},
-      {"--layers 0", train_with({"--layers", "0"}), {"--layers: must be >= 1, got 0"}, kValidationError},
-      {"--dim -1", train_with({"--dim", "-1"}), {"--dim: must be >= 1, got -1"}, kValidationError},
-      {"--batch 0", train_with({"--batch", "0"}), {"--batch: must be >= 1, got 0"}, kValidationError},
-      {"--accum -1", train_with({"--accum", "-1"}), {"--accum: must be >= 1, got -1"}, kValidationError},
       {"--accum 10^12", train_with({"--accum", "1000000000000"}), {"--accum"}},
-      {"--steps -5", train_with({"--steps", "-5"}), {"--steps: must be >= 1, got -5"}, kValidationError},
-      {"--steps 0", train_with({"--steps", "0"}), {"--steps: must be >= 1, got 0"}, kValidationError},
       {"neither --steps nor --epochs", [](const ScratchDir& d) {
          write_file(d / "corpus.txt", corpus_text());
          auto args = concat(tiny_train_flags(), {"--data", (d / "corpus.txt").string(), "--out", (d / "run").string()});
@@ -327,30 +355,11 @@ std::vector<BadInput> bad_inputs() {
       {"tokenize a missing input", [](const ScratchDir& d) {
          return std::vector<std::string>{"tokenize", "--input", (d / "none.txt").string(), "--out", (d / "out.tok").string()};
        }, {"none.txt"}},
-      // Zero and negative sizes: an error naming the flag, before anything runs
-      {"--seq 0", train_with({"--seq", "0"}), {"--seq: must be >= 1, got 0"}, kValidationError},
-      {"--seq -1", train_with({"--seq", "-1"}), {"--seq: must be >= 1, got -1"}, kValidationError},
-      {"--accum 0", train_with({"--accum", "0"}), {"--accum: must be >= 1, got 0"}, kValidationError},
-      {"--steps -1", train_with({"--steps", "-1"}), {"--steps: must be >= 1, got -1"}, kValidationError},
-      {"--dim 0", train_with({"--dim", "0"}), {"--dim: must be >= 1, got 0"}, kValidationError},
-      {"--heads 0", train_with({"--heads", "0"}), {"--heads: must be >= 1, got 0"}, kValidationError},
-      {"--context 0", train_with({"--context", "0"}), {"--context: must be >= 1, got 0"}, kValidationError},
-      {"--vocab 0", train_with({"--vocab", "0"}), {"--vocab: must be >= 1, got 0"}, kValidationError},
       {"--epochs -1", train_with({"--epochs", "-1"}), {"--epochs: must be > 0, got -1"}, kValidationError},
-      {"--eval-batches 0", train_with({"--eval-batches", "0"}), {"--eval-batches: must be >= 1, got 0"}, kValidationError},
-      {"--log-every 0", train_with({"--log-every", "0"}), {"--log-every: must be >= 1, got 0"}, kValidationError},
-      {"generate --tokens 0", generate_with({"--tokens", "0"}), {"--tokens: must be >= 1, got 0"}, kValidationError},
-      {"generate --tokens -1", generate_with({"--tokens", "-1"}), {"--tokens: must be >= 1, got -1"}, kValidationError},
-      {"generate --heads 0", generate_with({"--heads", "0"}), {"--heads: must be >= 1, got 0"}, kValidationError},
-      {"eval --seq 0", eval_with({"--seq", "0"}), {"--seq: must be >= 1, got 0"}, kValidationError},
       {"eval --seq beyond the context", eval_with({"--seq", "17"}), {"--seq 17 exceeds the model context 16"}},
-      {"eval --batch 0", eval_with({"--batch", "0"}), {"--batch: must be >= 1, got 0"}, kValidationError},
       {"eval --max-batches -1", eval_with({"--max-batches", "-1"}), {"--max-batches", "-1"}, kValidationError},
       // Not regular files: named at once, never a blocking open or an endless read
-      {"FIFO as --data", train_on_special([](const ScratchDir& d) {
-         make_fifo(d / "fifo.txt");
-         return d / "fifo.txt";
-       }), {"fifo.txt': is a FIFO (named pipe), expected a regular file"}},
+      {"FIFO as --data", train_on_special(fifo_at("fifo.txt")), {"fifo.txt': is a FIFO (named pipe), expected a regular file"}},
       {"/dev/zero as --data", train_on_special([](const ScratchDir&) { return fs::path("/dev/zero"); }),
        {"'/dev/zero': is a character device, expected a regular file"}},
       {"/dev/null as --data", train_on_special([](const ScratchDir&) { return fs::path("/dev/null"); }),
@@ -373,19 +382,9 @@ std::vector<BadInput> bad_inputs() {
          write_tiny_weights(d / "w.safetensors");
          return std::vector<std::string>{"eval", "--ckpt", (d / "w.safetensors").string(), "--data", "/dev/zero"};
        }, {"'/dev/zero': is a character device"}},
-      {"FIFO as --encoder-json", [](const ScratchDir& d) {
-         write_file(d / "corpus.txt", corpus_text());
-         make_fifo(d / "encoder.json");
-         write_file(d / "vocab.bpe", "#version: 0.2\n");
-         return concat(tiny_train_flags(), {"--data", (d / "corpus.txt").string(), "--tokenizer", "gpt2", "--encoder-json",
-                                            (d / "encoder.json").string(), "--vocab-bpe", (d / "vocab.bpe").string()});
-       }, {"encoder.json': is a FIFO"}},
-      {"/dev/zero as --encoder-json", [](const ScratchDir& d) {
-         write_file(d / "corpus.txt", corpus_text());
-         write_file(d / "vocab.bpe", "#version: 0.2\n");
-         return concat(tiny_train_flags(), {"--data", (d / "corpus.txt").string(), "--tokenizer", "gpt2", "--encoder-json",
-                                            "/dev/zero", "--vocab-bpe", (d / "vocab.bpe").string()});
-       }, {"'/dev/zero': is a character device"}},
+      {"FIFO as --encoder-json", train_gpt2_with(fifo_at("encoder.json")), {"encoder.json': is a FIFO"}},
+      {"/dev/zero as --encoder-json", train_gpt2_with([](const ScratchDir&) { return fs::path("/dev/zero"); }),
+       {"'/dev/zero': is a character device"}},
       // Damaged checkpoints (the only one of the run): named, then one error
       {"checkpoint with a flipped byte on --resume", resume_damaged([](const fs::path& c) {
          std::string b = read_file(c / "model.safetensors");
@@ -427,6 +426,8 @@ std::vector<BadInput> bad_inputs() {
       {"verify without a run directory", [](const ScratchDir&) { return std::vector<std::string>{"verify"}; },
        {"RUN_DIR is required"}, kRequiredError},
   };
+  for (BadInput& c : too_small_sizes()) cases.push_back(std::move(c));
+  return cases;
 }
 
 class BadInputTest : public ::testing::TestWithParam<BadInput> {};
