@@ -244,6 +244,15 @@ TEST_F(CheckpointIntegrity, CheckpointsWithoutAManifestLoadUnverified) {
   expect_equal_to_reference(out);
 }
 
+TEST_F(CheckpointIntegrity, GenerateFromARunDirectoryTakesTheNewestIntactCheckpoint) {
+  const fs::path out = copy_of_stopped("generate");
+  fs::remove(step_dir(out, 4) / "state.safetensors");
+  const RunResult r = run_cllm({"generate", "--ckpt", out.string(), "--tokens", "2", "--prompt", "the"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("warning: checkpoint " + step_dir(out, 4).string() + " is damaged"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("falling back to " + step_dir(out, 3).string() + " (step 3)"), std::string::npos) << r.output;
+}
+
 TEST_F(CheckpointIntegrity, VerifyOfAMissingOrEmptyRunIsAClearError) {
   const RunResult missing = run_cllm({"verify", (*dir_ / "nope").string()});
   EXPECT_TRUE(clean_failure(missing)) << describe(missing) << "\n" << missing.output;
