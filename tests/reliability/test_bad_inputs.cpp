@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,9 @@ struct BadInput {
   std::vector<std::string> expected;  // substrings of the output
   int exit_code = 1;                  // cllm's own errors exit 1
 };
+
+// gtest names a case by this, not by a dump of its bytes.
+void PrintTo(const BadInput& c, std::ostream* os) { *os << c.name; }
 
 std::vector<std::string> concat(std::vector<std::string> a, const std::vector<std::string>& b) {
   a.insert(a.end(), b.begin(), b.end());

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <functional>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -88,6 +89,9 @@ struct Damage {
   std::function<void(const fs::path& ckpt)> apply;
   std::string expected;  // in the "is damaged" line, after the checkpoint's path
 };
+
+// gtest names a case by this, not by a dump of its bytes.
+void PrintTo(const Damage& damage, std::ostream* os) { *os << damage.name; }
 
 void edit_file(const fs::path& path, const std::function<void(std::string&)>& edit) {
   std::string bytes = read_file(path);
