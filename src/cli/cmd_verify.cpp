@@ -25,14 +25,12 @@ void add_verify_command(CLI::App& app) {
     const auto all = store.checkpoints();
     if (all.empty()) throw data::file_error(store.dir(), "holds no checkpoints");
     std::optional<train::Checkpoint> newest_intact;
-    bool newest_is_intact = false;
     for (auto it = all.rbegin(); it != all.rend(); ++it) {
       const train::CheckpointCheck check = store.verify(*it);
       switch (check.health) {
         case train::CheckpointHealth::intact:
           fmt::print("{}: intact\n", it->dir.string());
           if (!newest_intact) newest_intact = *it;
-          newest_is_intact = newest_is_intact || it == all.rbegin();
           break;
         case train::CheckpointHealth::unverified:
           fmt::print("{}: unverified (no manifest: written by an older cllm)\n", it->dir.string());
@@ -47,7 +45,7 @@ void add_verify_command(CLI::App& app) {
                  newest_intact->step);
     else
       fmt::print("{} checkpoints checked; none is intact\n", all.size());
-    if (!newest_is_intact) throw CLI::RuntimeError(1);
+    if (!newest_intact || newest_intact->step != all.back().step) throw CLI::RuntimeError(1);
   });
 }
 

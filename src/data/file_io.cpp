@@ -21,13 +21,6 @@ namespace {
 
 std::string errno_text() { return std::strerror(errno); }
 
-}  // namespace
-
-InputFile::InputFile(fs::path path, int fd, std::uint64_t size)
-    : path_(std::move(path)), fd_(fd), size_(size) {}
-
-namespace {
-
 // What a non-regular file is, for "'PATH': is a FIFO, expected a regular file".
 std::string not_regular(mode_t mode) {
   const char* kind = S_ISDIR(mode)    ? "is a directory"
@@ -40,6 +33,9 @@ std::string not_regular(mode_t mode) {
 }
 
 }  // namespace
+
+InputFile::InputFile(fs::path path, int fd, std::uint64_t size)
+    : path_(std::move(path)), fd_(fd), size_(size) {}
 
 InputFile InputFile::open(const fs::path& path) {
   if (path.empty()) throw std::runtime_error("empty file name");

@@ -8,9 +8,9 @@
 #include <cmath>
 #include <cstdio>
 #include <string_view>
+#include <system_error>
 
 #include <fmt/format.h>
-#include <system_error>
 
 #include "data/file_io.h"
 #include "data/safetensors.h"
