@@ -2,9 +2,10 @@
 // (train loss per step, validation loss per evaluation) from the metrics log
 // that `cllm train` writes, as an SVG chart.
 #include <cmath>
-#include <fstream>
+#include <cstdint>
 #include <limits>
 #include <memory>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 
@@ -12,19 +13,28 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "data/file_io.h"
 #include "report/svg_plot.h"
 
 namespace cllm::cli {
 namespace fs = std::filesystem;
 namespace {
 
+// A metrics.jsonl of a million steps is about 300 MB.
+constexpr std::uint64_t kMaxMetricsBytes = std::uint64_t{4} << 30;
+
 // Train and validation loss series from a metrics.jsonl. Lines without a
 // loss (e.g. save errors) are ignored; a skipped step's null loss leaves a
 // gap. Throws std::runtime_error naming the file (and line) when it cannot be
 // read, is empty, holds a line that is not a JSON object, or has no loss.
 report::LineChart loss_chart(const fs::path& path) {
-  std::ifstream in(path);
-  if (!in) throw std::runtime_error(fmt::format("{}: cannot open (expected a metrics.jsonl written by cllm train)", path.string()));
+  std::string text;
+  try {
+    text = data::InputFile::open(path).read_all(kMaxMetricsBytes);  // a regular file: never a FIFO or /dev/zero
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(fmt::format("{}: cannot open ({}; expected a metrics.jsonl written by cllm train)", path.string(), e.what()));
+  }
+  std::istringstream in(text);
   report::Series train{"train loss", {}, {}}, val{"val loss", {}, {}};
   std::string line;
   std::size_t line_no = 0, objects = 0;

@@ -389,6 +389,11 @@ std::vector<BadInput> bad_inputs() {
       {"FIFO as --encoder-json", train_gpt2_with(fifo_at("encoder.json")), {"encoder.json': is a FIFO"}},
       {"/dev/zero as --encoder-json", train_gpt2_with([](const ScratchDir&) { return fs::path("/dev/zero"); }),
        {"'/dev/zero': is a character device"}},
+      {"plot of /dev/zero", [](const ScratchDir&) { return std::vector<std::string>{"plot", "/dev/zero"}; },
+       {"/dev/zero: cannot open ('/dev/zero': is a character device"}},
+      {"plot of a FIFO", [](const ScratchDir& d) {
+         return std::vector<std::string>{"plot", fifo_at("metrics.jsonl")(d).string()};
+       }, {"metrics.jsonl: cannot open (", "is a FIFO"}},
       // Damaged checkpoints (the only one of the run): named, then one error
       {"checkpoint with a flipped byte on --resume", resume_damaged([](const fs::path& c) {
          std::string b = read_file(c / "model.safetensors");
