@@ -13,6 +13,7 @@ packages=(
   libcli11-dev         # command line parsing
   nlohmann-json3-dev   # JSON (safetensors headers, metrics)
   libfmt-dev           # formatting
+  libxxhash-dev        # xxHash64 of checkpoint files (manifests)
   libgtest-dev         # tests
   libicu-dev           # Unicode letter/number classes (GPT-2 pre-tokenizer)
   clang libclang-rt-14-dev  # libFuzzer targets (fuzz/, CLLM_FUZZ)

@@ -3,9 +3,10 @@
 // logs that `cllm train` writes, as one SVG chart; with several logs each
 // series is named after its run (e.g. runs/fp32/metrics.jsonl -> "fp32").
 #include <cmath>
-#include <fstream>
+#include <cstdint>
 #include <limits>
 #include <memory>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -14,19 +15,28 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "data/file_io.h"
 #include "report/svg_plot.h"
 
 namespace cllm::cli {
 namespace fs = std::filesystem;
 namespace {
 
+// A metrics.jsonl of a million steps is about 300 MB.
+constexpr std::uint64_t kMaxMetricsBytes = std::uint64_t{4} << 30;
+
 // Train and validation loss series from a metrics.jsonl. Lines without a
 // loss (e.g. save errors) are ignored; a skipped step's null loss leaves a
 // gap. Throws std::runtime_error naming the file (and line) when it cannot be
 // read, is empty, holds a line that is not a JSON object, or has no loss.
 report::LineChart loss_chart(const fs::path& path) {
-  std::ifstream in(path);
-  if (!in) throw std::runtime_error(fmt::format("{}: cannot open (expected a metrics.jsonl written by cllm train)", path.string()));
+  std::string text;
+  try {
+    text = data::InputFile::open(path).read_all(kMaxMetricsBytes);  // a regular file: never a FIFO or /dev/zero
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(fmt::format("{}: cannot open ({}; expected a metrics.jsonl written by cllm train)", path.string(), e.what()));
+  }
+  std::istringstream in(text);
   report::Series train{"train loss", {}, {}}, val{"val loss", {}, {}};
   std::string line;
   std::size_t line_no = 0, objects = 0;

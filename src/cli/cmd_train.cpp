@@ -21,6 +21,20 @@ namespace cllm::cli {
 namespace fs = std::filesystem;
 namespace {
 
+// Sizes and counts given on the command line: zero or negative is an error
+// naming the flag ("--seq: must be >= 1, got 0"). CLI11's PositiveNumber
+// would say "Value 0 not in range 2.22507e-308 to 1.79769e+308".
+CLI::Validator at_least(double min, bool inclusive) {
+  const std::string rule = (inclusive ? ">= " : "> ") + fmt::format("{}", min);
+  return CLI::Validator(
+      [=](std::string& value) {
+        double v = 0.0;
+        const bool ok = CLI::detail::lexical_cast(value, v) && (inclusive ? v >= min : v > min);
+        return ok ? std::string() : "must be " + rule + ", got " + value;
+      },
+      rule);
+}
+
 // Tokenizer flags shared by train, generate and eval.
 struct TokenizerFlags {
   std::string name = "byte";
@@ -35,15 +49,13 @@ struct TokenizerFlags {
 };
 
 // --ckpt: a weights file, a checkpoint directory or a run directory (its
-// newest checkpoint).
+// newest intact checkpoint, the damaged ones passed over named on stderr).
 fs::path resolve_weights(const fs::path& ckpt) {
-  if (fs::is_regular_file(ckpt)) return ckpt;
+  if (!fs::is_directory(ckpt)) return ckpt;  // the reader names a missing file, a FIFO, a device...
   if (fs::is_regular_file(ckpt / "model.safetensors")) return ckpt / "model.safetensors";
-  if (fs::is_directory(ckpt)) {
-    if (const auto latest = train::CheckpointStore(ckpt).latest()) return latest->dir / "model.safetensors";
-    throw std::runtime_error("'" + ckpt.string() + "' holds no model.safetensors and no complete checkpoint");
-  }
-  throw std::runtime_error("'" + ckpt.string() + "': no such file or directory (expected a .safetensors file or a run directory)");
+  const auto say = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
+  if (const auto usable = train::CheckpointStore(ckpt).newest_usable(say)) return usable->dir / "model.safetensors";
+  throw std::runtime_error("'" + ckpt.string() + "' holds no model.safetensors and no complete checkpoint");
 }
 
 // --precision, shared by train and eval (checked by model::choose_precision).
@@ -111,9 +123,13 @@ void add_train(CLI::App& app) {
   cmd->add_option("--stop-after", o->stop_after, "Save and stop after N steps of this invocation (0: run to the end)");
   cmd->add_option("--init-from", o->init_from, "GPT-2 safetensors weights to start from (fine-tuning)");
   // Counts are unsigned, and CLI11 would wrap "-1" to 2^64 - 1.
-  for (const char* name : {"--accum", "--steps", "--warmup", "--max-bad-steps", "--eval-every", "--eval-batches",
-                           "--ckpt-every", "--keep", "--sample-every", "--log-every", "--stop-after"})
+  for (const char* name : {"--warmup", "--max-bad-steps", "--eval-every", "--ckpt-every", "--keep", "--sample-every",
+                           "--stop-after"})
     cmd->get_option(name)->check(CLI::NonNegativeNumber);
+  for (const char* name : {"--vocab", "--layers", "--dim", "--heads", "--context", "--seq", "--batch", "--accum", "--steps",
+                           "--eval-batches", "--log-every"})
+    cmd->get_option(name)->check(at_least(1, true));
+  cmd->get_option("--epochs")->check(at_least(0, false));
   cmd->get_option("--threads")->check(CLI::Range(std::size_t{1}, parallel::WorkerPool::kMaxThreads));
   cmd->callback([o, tok, order, schedule, on_save_error, dist_backend] {
     o->continue_on_save_error = *on_save_error == "continue";
@@ -153,6 +169,7 @@ void add_generate(CLI::App& app) {
   cmd->add_option("--top-p", so->top_p, "Nucleus sampling mass")->capture_default_str();
   cmd->add_option("--seed", so->seed, "Sampling seed")->capture_default_str();
   cmd->add_option("--heads", *heads, "Attention heads, for weights that do not record them (Hugging Face files)");
+  for (const char* name : {"--tokens", "--heads"}) cmd->get_option(name)->check(at_least(1, true));
   cmd->callback([=] {
     so->validate();
     auto weights = train::load_weights(resolve_weights(*ckpt), *heads);
@@ -186,6 +203,8 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--batch", *batch, "Sequences per forward pass")->capture_default_str();
   cmd->add_option("--max-batches", *max_batches, "Stop after this many batches (0: the whole file)")->capture_default_str();
   cmd->add_option("--heads", *heads, "Attention heads, for weights that do not record them");
+  for (const char* name : {"--seq", "--batch", "--heads"}) cmd->get_option(name)->check(at_least(1, true));
+  cmd->get_option("--max-batches")->check(CLI::NonNegativeNumber);
   cmd->callback([=] {
     const model::Precision products = model::choose_precision(*precision).precision;
     const auto weights = train::load_weights(resolve_weights(*ckpt), *heads);
@@ -195,9 +214,8 @@ void add_eval(CLI::App& app) {
     const std::vector<kernels::bf16> weights_bf16 = model::bf16_copy(weights.params, products);
     const model::Weights pass_weights(weights.params.data(), weights_bf16);
     const int T = *seq ? *seq : weights.config.context;
-    if (T < 1 || T > weights.config.context)
-      throw std::invalid_argument(fmt::format("--seq must be in [1, {}], got {}", weights.config.context, T));
-    if (*batch < 1) throw std::invalid_argument("--batch must be >= 1");
+    if (T > weights.config.context)
+      throw std::invalid_argument(fmt::format("--seq {} exceeds the model context {}", T, weights.config.context));
     const auto ds = data::Dataset::load({*data_path, {}, 0.0}, *tokenizer);
     const data::BatchSampler sampler(ds.train, T, data::DataOrder::sequential, 0);
     const std::uint64_t n_seq = sampler.sequences_per_epoch();

@@ -14,6 +14,7 @@ void add_bench_kernels_command(CLI::App& bench);
 void add_bench_accumulate_command(CLI::App& bench);
 void add_bench_scaling_command(CLI::App& bench);
 void add_plot_command(CLI::App& app);
+void add_verify_command(CLI::App& app);
 void add_bench_gemm_command(CLI::App& bench);
 void add_bench_model_command(CLI::App& bench);
 

@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   cllm::cli::add_info_command(app);
   cllm::cli::add_tokenize_command(app);
   cllm::cli::add_plot_command(app);
+  cllm::cli::add_verify_command(app);
   CLI::App* bench = app.add_subcommand("bench", "Measure kernels, the gradient pipeline and the model");
   bench->require_subcommand(1);
   cllm::cli::add_bench_kernels_command(*bench);

@@ -21,6 +21,17 @@ namespace {
 
 std::string errno_text() { return std::strerror(errno); }
 
+// What a non-regular file is, for "'PATH': is a FIFO, expected a regular file".
+std::string not_regular(mode_t mode) {
+  const char* kind = S_ISDIR(mode)    ? "is a directory"
+                     : S_ISFIFO(mode) ? "is a FIFO (named pipe)"
+                     : S_ISCHR(mode)  ? "is a character device"
+                     : S_ISBLK(mode)  ? "is a block device"
+                     : S_ISSOCK(mode) ? "is a socket"
+                                      : "is not a regular file";
+  return std::string(kind) + ", expected a regular file";
+}
+
 }  // namespace
 
 InputFile::InputFile(fs::path path, int fd, std::uint64_t size)
@@ -28,12 +39,19 @@ InputFile::InputFile(fs::path path, int fd, std::uint64_t size)
 
 InputFile InputFile::open(const fs::path& path) {
   if (path.empty()) throw std::runtime_error("empty file name");
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // stat first: opening a socket fails with a confusing error, and opening a
+  // FIFO waits for a writer. O_NONBLOCK covers a FIFO put there in between.
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) throw file_error(path, "no such file");
+    throw file_error(path, "cannot stat: " + errno_text());
+  }
+  if (!S_ISREG(st.st_mode)) throw file_error(path, not_regular(st.st_mode));
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     if (errno == ENOENT) throw file_error(path, "no such file");
     throw file_error(path, "cannot open: " + errno_text());
   }
-  struct stat st {};
   if (::fstat(fd, &st) != 0) {
     const std::string err = errno_text();
     ::close(fd);
@@ -41,7 +59,7 @@ InputFile InputFile::open(const fs::path& path) {
   }
   if (!S_ISREG(st.st_mode)) {
     ::close(fd);
-    throw file_error(path, S_ISDIR(st.st_mode) ? "is a directory, expected a file" : "is not a regular file");
+    throw file_error(path, not_regular(st.st_mode));
   }
   return InputFile(path, fd, static_cast<std::uint64_t>(st.st_size));
 }

@@ -15,8 +15,10 @@ namespace cllm::data {
 // std::runtime_error whose message is "'PATH': WHAT".
 std::runtime_error file_error(const std::filesystem::path& path, std::string_view what);
 
-// A regular file opened for reading. open() throws (naming the file) when it
-// is missing, a directory or otherwise not a regular file, or unreadable.
+// A regular file opened for reading: every cllm reader of data, vocabulary,
+// weights and checkpoints opens its files here. open() throws (naming the
+// file and what it is) when it is missing, a directory, a FIFO, a device, a
+// socket or otherwise not a regular file, or unreadable; it never blocks.
 // Movable, not copyable; closes the descriptor on destruction.
 class InputFile {
  public:

@@ -10,8 +10,11 @@
 #include <string_view>
 #include <system_error>
 
+#include <fmt/format.h>
+
 #include "data/file_io.h"
 #include "data/safetensors.h"
+#include "train/manifest.h"
 
 namespace cllm::train {
 namespace fs = std::filesystem;
@@ -20,6 +23,11 @@ namespace {
 constexpr std::string_view kStepPrefix = "step_";
 constexpr const char* kStateFormat = "cllm-train-state";
 constexpr const char* kStateVersion = "1";
+constexpr const char* kModelFile = "model.safetensors";
+constexpr const char* kStateFile = "state.safetensors";
+// State metadata key saying the checkpoint has a manifest, so a missing one
+// is damage, not an old checkpoint.
+constexpr const char* kManifestKey = "manifest";
 
 // fsync a directory so a rename inside it survives a crash.
 void sync_directory(const fs::path& dir) {
@@ -195,14 +203,16 @@ Checkpoint CheckpointStore::save(const model::ParamLayout& layout, std::span<con
   fs::create_directory(tmp_dir, ec);
   if (ec) throw data::file_error(tmp_dir, "cannot create directory: " + ec.message());
   try {
-    save_weights(tmp_dir / "model.safetensors", layout, params, tokenizer, {{"cllm.step", std::to_string(state.step)}});
+    save_weights(tmp_dir / kModelFile, layout, params, tokenizer, {{"cllm.step", std::to_string(state.step)}});
     std::map<std::string, std::string> metadata = state.settings;
     metadata["format"] = kStateFormat;
     metadata["version"] = kStateVersion;
     metadata["step"] = std::to_string(state.step);
+    metadata[kManifestKey] = kManifestName;
     const std::vector<std::size_t> shape{adam_m.size()};
     const data::TensorToWrite moments[] = {{"adam.m", shape, adam_m.data()}, {"adam.v", shape, adam_v.data()}};
-    data::write_safetensors(tmp_dir / "state.safetensors", metadata, moments);
+    data::write_safetensors(tmp_dir / kStateFile, metadata, moments);
+    write_manifest(tmp_dir, {kModelFile, kStateFile});
     sync_directory(tmp_dir);
     if (fs::exists(final_dir)) fs::remove_all(final_dir);  // re-saving the same step
     fs::rename(tmp_dir, final_dir);
@@ -216,37 +226,85 @@ Checkpoint CheckpointStore::save(const model::ParamLayout& layout, std::span<con
   latest.commit();
 
   if (keep > 0) {
-    auto complete = complete_checkpoints();
-    for (std::size_t i = 0; i + keep < complete.size(); ++i) fs::remove_all(complete[i].dir, ec);
+    // The one just written counts toward `keep` and always stays: a resume
+    // that fell back past damaged newer checkpoints must not prune itself.
+    auto others = checkpoints();
+    std::erase_if(others, [&](const Checkpoint& c) { return c.dir == final_dir; });
+    for (std::size_t i = 0; i + keep - 1 < others.size(); ++i) fs::remove_all(others[i].dir, ec);
   }
   return {final_dir, state.step};
 }
 
-std::vector<Checkpoint> CheckpointStore::complete_checkpoints() const {
+std::vector<Checkpoint> CheckpointStore::checkpoints() const {
+  // A step_* directory exists under its final name only once it was written
+  // completely (it is renamed there); LATEST is kept for people and scripts.
   std::vector<Checkpoint> out;
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(dir_, ec)) {
     const auto step = parse_step_dir(entry.path().filename().string());
-    if (!step || !entry.is_directory()) continue;
-    if (fs::is_regular_file(entry.path() / "model.safetensors") && fs::is_regular_file(entry.path() / "state.safetensors"))
-      out.push_back({entry.path(), *step});
+    std::error_code status_ec;
+    if (step && entry.is_directory(status_ec)) out.push_back({entry.path(), *step});
   }
   std::sort(out.begin(), out.end(), [](const Checkpoint& a, const Checkpoint& b) { return a.step < b.step; });
   return out;
 }
 
 std::optional<Checkpoint> CheckpointStore::latest() const {
-  // A step_* directory exists under its final name only once it was written
-  // completely (it is renamed there), so the newest one is the answer;
-  // LATEST is kept for people and scripts.
-  const auto complete = complete_checkpoints();
-  if (complete.empty()) return std::nullopt;
-  return complete.back();
+  const auto all = checkpoints();
+  if (all.empty()) return std::nullopt;
+  return all.back();
+}
+
+CheckpointCheck CheckpointStore::verify(const Checkpoint& ckpt) const {
+  std::error_code ec;
+  if (fs::exists(fs::symlink_status(ckpt.dir / kManifestName, ec))) {
+    try {
+      const Manifest manifest = read_manifest(ckpt.dir);
+      for (const char* name : {kModelFile, kStateFile})
+        if (!manifest.count(name))
+          return {CheckpointHealth::damaged, fmt::format("'{}': does not list {}", (ckpt.dir / kManifestName).string(), name)};
+      std::string problem = manifest_mismatch(ckpt.dir, manifest);
+      if (!problem.empty()) return {CheckpointHealth::damaged, std::move(problem)};
+    } catch (const std::runtime_error& e) {
+      return {CheckpointHealth::damaged, e.what()};
+    }
+    return {CheckpointHealth::intact, ""};
+  }
+  // No manifest: an older cllm's checkpoint, unless its state says otherwise.
+  try {
+    (void)data::InputFile::open(ckpt.dir / kModelFile);
+    const auto state = data::SafetensorsFile::open(ckpt.dir / kStateFile);
+    if (state.metadata().count(kManifestKey))
+      return {CheckpointHealth::damaged, fmt::format("'{}': missing ({} says the checkpoint was written with one)",
+                                                     (ckpt.dir / kManifestName).string(), kStateFile)};
+  } catch (const std::runtime_error& e) {
+    return {CheckpointHealth::damaged, e.what()};
+  }
+  return {CheckpointHealth::unverified, ""};
+}
+
+std::optional<Checkpoint> CheckpointStore::newest_usable(const std::function<void(const std::string&)>& say) const {
+  const auto all = checkpoints();
+  for (auto it = all.rbegin(); it != all.rend(); ++it) {
+    const CheckpointCheck check = verify(*it);
+    if (check.health == CheckpointHealth::damaged) {
+      say(fmt::format("warning: checkpoint {} is damaged: {}", it->dir.string(), check.problem));
+      continue;
+    }
+    if (it != all.rbegin())
+      say(fmt::format("falling back to {} (step {}), the newest {} checkpoint", it->dir.string(), it->step,
+                      check.health == CheckpointHealth::intact ? "intact" : "unverified"));
+    if (check.health == CheckpointHealth::unverified)
+      say(fmt::format("note: {} has no {} (written by an older cllm): loading it unverified", it->dir.string(), kManifestName));
+    return *it;
+  }
+  if (all.empty()) return std::nullopt;
+  throw data::file_error(dir_, fmt::format("no intact checkpoint: all {} are damaged (see above)", all.size()));
 }
 
 TrainState CheckpointStore::load(const Checkpoint& ckpt, const model::ParamLayout& layout, std::span<float> params,
                                  std::span<float> adam_m, std::span<float> adam_v) const {
-  const auto weights = data::SafetensorsFile::open(ckpt.dir / "model.safetensors");
+  const auto weights = data::SafetensorsFile::open(ckpt.dir / kModelFile);
   std::map<std::string, std::string> names;
   for (const auto& [name, t] : weights.tensors()) names.emplace(name, name);
   const model::Config saved = infer_config(weights, names, 0);
@@ -256,7 +314,7 @@ TrainState CheckpointStore::load(const Checkpoint& ckpt, const model::ParamLayou
     throw data::file_error(weights.path(), "checkpoint model config differs from the run's (vocab/layers/dim/heads/context)");
   read_params(weights, names, layout, params);
 
-  const auto state_file = data::SafetensorsFile::open(ckpt.dir / "state.safetensors");
+  const auto state_file = data::SafetensorsFile::open(ckpt.dir / kStateFile);
   const auto& meta = state_file.metadata();
   const auto format = meta.find("format");
   if (format == meta.end() || format->second != kStateFormat)
@@ -270,6 +328,7 @@ TrainState CheckpointStore::load(const Checkpoint& ckpt, const model::ParamLayou
   state.settings = meta;
   state.settings.erase("format");
   state.settings.erase("version");
+  state.settings.erase(kManifestKey);
   const auto step = meta.find("step");
   if (step == meta.end()) throw data::file_error(state_file.path(), "metadata has no 'step'");
   state.settings.erase("step");

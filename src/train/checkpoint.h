@@ -8,8 +8,10 @@
 //   OUT/checkpoints/step_00000100/model.safetensors   weights
 //   OUT/checkpoints/step_00000100/state.safetensors   AdamW m and v, with the
 //       step, seed and data settings in its metadata
+//   OUT/checkpoints/step_00000100/manifest.json       size and xxHash64 of
+//       both files (train/manifest.h), written before the rename below
 //   OUT/checkpoints/LATEST                            name of the newest
-//       complete checkpoint (the manifest, for people and scripts)
+//       complete checkpoint, for people and scripts
 // A checkpoint is written into a hidden .tmp directory, every file fsynced,
 // then the directory is renamed into place and LATEST is replaced
 // atomically, so a crash at any moment leaves the previous checkpoint whole.
@@ -17,6 +19,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <span>
@@ -59,20 +62,45 @@ struct Checkpoint {
   std::uint64_t step = 0;
 };
 
+// What verify() found.
+enum class CheckpointHealth {
+  intact,      // every file matches the manifest
+  unverified,  // written before manifests existed: no manifest, none expected
+  damaged,     // a file is missing, truncated or changed, or the manifest is missing or bad
+};
+
+struct CheckpointCheck {
+  CheckpointHealth health = CheckpointHealth::damaged;
+  std::string problem;  // damaged: what is wrong, naming the file
+};
+
 class CheckpointStore {
  public:
   explicit CheckpointStore(std::filesystem::path run_dir);
 
-  // Saves weights, moments and state as checkpoint `state.step`, then points
-  // LATEST at it and prunes complete checkpoints beyond the newest `keep`
-  // (keep 0 keeps all). Throws naming the path on any I/O failure; the
-  // previous checkpoint is then untouched.
+  // Saves weights, moments, state and manifest as checkpoint `state.step`,
+  // then points LATEST at it and prunes checkpoints beyond the newest `keep`
+  // (keep 0 keeps all), never the one just written, the newest intact one
+  // even when newer damaged ones are there. Throws naming the path on any
+  // I/O failure; the previous checkpoint is then untouched.
   Checkpoint save(const model::ParamLayout& layout, std::span<const float> params,
                   std::span<const float> adam_m, std::span<const float> adam_v,
                   const TrainState& state, const std::string& tokenizer, std::size_t keep);
 
-  // The newest complete checkpoint (step_* directory), nullopt if none.
+  // Every checkpoint (step_* directory, whatever its health), oldest first.
+  std::vector<Checkpoint> checkpoints() const;
+
+  // The newest checkpoint (step_* directory, whatever its health), nullopt if none.
   std::optional<Checkpoint> latest() const;
+
+  // Checks a checkpoint's files against its manifest (reads them whole).
+  CheckpointCheck verify(const Checkpoint& ckpt) const;
+
+  // The newest checkpoint that is intact or unverified, nullopt when there is
+  // none at all. Each damaged one passed over, an unverified one taken, and
+  // a fallback past the newest are told to `say`, one line each. Throws
+  // naming the directory when there are checkpoints but every one is damaged.
+  std::optional<Checkpoint> newest_usable(const std::function<void(const std::string&)>& say) const;
 
   // Loads a checkpoint into params, m, v (sizes must match the layout) and
   // returns its state. Throws naming the file on any mismatch.
@@ -82,8 +110,7 @@ class CheckpointStore {
   const std::filesystem::path& dir() const { return dir_; }
 
  private:
-  std::vector<Checkpoint> complete_checkpoints() const;  // oldest first
-  std::filesystem::path dir_;                            // OUT/checkpoints
+  std::filesystem::path dir_;  // OUT/checkpoints
 };
 
 }  // namespace cllm::train

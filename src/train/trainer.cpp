@@ -169,7 +169,9 @@ TrainSummary run_training(const TrainOptions& opt) {
   TrainSummary summary;
   std::optional<std::size_t> saved_at;  // step of the newest checkpoint on disk
   LossSpikeDetector spikes(opt.skip_spikes);
-  const auto existing = root ? store.latest() : std::nullopt;
+  // --resume takes the newest checkpoint that passes its manifest, saying which it passed over.
+  const auto say = [](const std::string& line) { fmt::print("{}\n", line); };
+  const auto existing = !root ? std::nullopt : opt.resume ? store.newest_usable(say) : store.latest();
   if (existing && !opt.resume)
     throw std::runtime_error(fmt::format("'{}' already holds checkpoints (newest: {}); pass --resume to continue it, or choose another --out",
                                          opt.out.string(), existing->dir.string()));

@@ -7,6 +7,7 @@
 #include <random>
 #include <stdexcept>
 
+#include "data/safetensors.h"
 #include "model/gpt.h"
 #include "train/checkpoint.h"
 
@@ -49,12 +50,36 @@ std::vector<std::string> tiny_train_flags() {
           "--steps", "2", "--threads", "1", "--sample-tokens", "0"};
 }
 
-void write_tiny_weights(const fs::path& path) {
-  const model::Config config{256, 1, 16, 2, 16};
-  const model::ParamLayout layout(config);
+namespace {
+
+const model::Config kTinyConfig{256, 1, 16, 2, 16};
+
+std::vector<float> tiny_params(const model::ParamLayout& layout) {
   std::vector<float> params(layout.total());
   model::init_params(layout, params.data(), 1);
-  train::save_weights(path, layout, params, "byte");
+  return params;
+}
+
+}  // namespace
+
+void write_tiny_weights(const fs::path& path) {
+  const model::ParamLayout layout(kTinyConfig);
+  train::save_weights(path, layout, tiny_params(layout), "byte");
+}
+
+void write_tiny_checkpoint(const fs::path& run_dir, std::uint64_t step) {
+  const model::ParamLayout layout(kTinyConfig);
+  const std::vector<float> moments(layout.total(), 0.0f);
+  train::TrainState state;
+  state.step = step;
+  train::CheckpointStore(run_dir).save(layout, tiny_params(layout), moments, moments, state, "byte", 0);
+}
+
+std::map<std::string, std::vector<float>> read_tensors(const fs::path& path) {
+  const auto file = data::SafetensorsFile::open(path);
+  std::map<std::string, std::vector<float>> out;
+  for (const auto& [name, t] : file.tensors()) out[name] = file.f32(name);
+  return out;
 }
 
 std::string safetensors_bytes(std::uint64_t header_length, std::string_view header, std::string_view data) {

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -37,6 +38,13 @@ std::vector<std::string> tiny_train_flags();
 // Weights of the tiny model (layers 1, dim 16, heads 2, context 16, byte
 // vocabulary) as a valid cllm safetensors file.
 void write_tiny_weights(const std::filesystem::path& path);
+
+// A checkpoint of the tiny model (zero moments, no run settings) at `step`
+// in RUN_DIR/checkpoints, written as cllm train writes one (with a manifest).
+void write_tiny_checkpoint(const std::filesystem::path& run_dir, std::uint64_t step);
+
+// Every F32 tensor of a safetensors file.
+std::map<std::string, std::vector<float>> read_tensors(const std::filesystem::path& path);
 
 // A safetensors file: 8-byte little-endian header_length, then header, then data.
 std::string safetensors_bytes(std::uint64_t header_length, std::string_view header, std::string_view data);

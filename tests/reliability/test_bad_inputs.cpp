@@ -3,11 +3,18 @@
 // message that names the problem.
 #include <gtest/gtest.h>
 
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
 #include <filesystem>
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -20,12 +27,21 @@ namespace cllm::reliability {
 namespace {
 namespace fs = std::filesystem;
 
+// CLI11's exit codes for flags it rejects itself (CLI/Error.hpp).
+constexpr int kValidationError = 105;  // a validator (--seq 0, --threads 0, ...)
+constexpr int kRequiredError = 106;    // a required option or argument missing
+constexpr int kExtrasError = 109;      // an unknown flag
+
 struct BadInput {
   std::string name;
   // Writes the files the case needs into `dir` and returns cllm's arguments.
   std::function<std::vector<std::string>(const ScratchDir& dir)> setup;
   std::vector<std::string> expected;  // substrings of the output
+  int exit_code = 1;                  // cllm's own errors exit 1
 };
+
+// gtest names a case by this, not by a dump of its bytes.
+void PrintTo(const BadInput& c, std::ostream* os) { *os << c.name; }
 
 std::vector<std::string> concat(std::vector<std::string> a, const std::vector<std::string>& b) {
   a.insert(a.end(), b.begin(), b.end());
@@ -63,6 +79,92 @@ std::function<std::vector<std::string>(const ScratchDir&)> train_on(std::string 
   };
 }
 
+// A FIFO at `path` (opening it for reading would wait for a writer).
+void make_fifo(const fs::path& path) {
+  if (::mkfifo(path.c_str(), 0600) != 0) throw std::runtime_error("mkfifo " + path.string() + " failed");
+}
+
+// Makes a FIFO `name` in the case's directory and returns its path.
+std::function<fs::path(const ScratchDir&)> fifo_at(std::string name) {
+  return [name](const ScratchDir& d) {
+    make_fifo(d / name);
+    return d / name;
+  };
+}
+
+// A Unix socket at `path`, left behind by a process that bound it.
+void make_socket(const fs::path& path) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+  const bool bound = fd >= 0 && ::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0;
+  if (fd >= 0) ::close(fd);
+  if (!bound) throw std::runtime_error("cannot bind a socket at " + path.string());
+}
+
+// `cllm train` on a good corpus, the tiny model, `--data` replaced by `data`.
+std::function<std::vector<std::string>(const ScratchDir&)> train_on_special(
+    std::function<fs::path(const ScratchDir&)> data) {
+  return [data](const ScratchDir& d) {
+    return concat(tiny_train_flags(), {"--data", data(d).string(), "--out", (d / "run").string()});
+  };
+}
+
+// `cllm train --tokenizer gpt2` on a good corpus with a valid-looking
+// vocab.bpe and the encoder.json that `encoder` makes (returning its path).
+std::function<std::vector<std::string>(const ScratchDir&)> train_gpt2_with(std::function<fs::path(const ScratchDir&)> encoder) {
+  return [encoder](const ScratchDir& d) {
+    write_file(d / "corpus.txt", corpus_text());
+    write_file(d / "vocab.bpe", "#version: 0.2\n");
+    return concat(tiny_train_flags(), {"--data", (d / "corpus.txt").string(), "--tokenizer", "gpt2", "--encoder-json",
+                                       encoder(d).string(), "--vocab-bpe", (d / "vocab.bpe").string()});
+  };
+}
+
+// `cllm train --resume` on a run whose only checkpoint (step 1, the tiny
+// model's, with a manifest) had `damage` done to its directory.
+std::function<std::vector<std::string>(const ScratchDir&)> resume_damaged(std::function<void(const fs::path&)> damage) {
+  return [damage](const ScratchDir& d) {
+    write_file(d / "corpus.txt", corpus_text());
+    write_tiny_checkpoint(d / "run", 1);
+    damage(d / "run" / "checkpoints" / "step_00000001");
+    return concat(tiny_train_flags(), {"--data", (d / "corpus.txt").string(), "--out", (d / "run").string(), "--resume"});
+  };
+}
+
+// `cllm verify` on a run whose only checkpoint had `damage` done to it.
+std::function<std::vector<std::string>(const ScratchDir&)> verify_damaged(std::function<void(const fs::path&)> damage) {
+  return [damage](const ScratchDir& d) {
+    write_tiny_checkpoint(d / "run", 1);
+    damage(d / "run" / "checkpoints" / "step_00000001");
+    return std::vector<std::string>{"verify", (d / "run").string()};
+  };
+}
+
+void edit_manifest(const fs::path& ckpt, const std::function<void(nlohmann::json&)>& edit) {
+  auto manifest = nlohmann::json::parse(read_file(ckpt / "manifest.json"));
+  edit(manifest);
+  write_file(ckpt / "manifest.json", manifest.dump());
+}
+
+// `cllm eval` of the tiny model on a good corpus, flags added.
+std::function<std::vector<std::string>(const ScratchDir&)> eval_with(std::vector<std::string> flags) {
+  return [flags](const ScratchDir& d) {
+    write_tiny_weights(d / "w.safetensors");
+    write_file(d / "corpus.txt", corpus_text());
+    return concat({"eval", "--ckpt", (d / "w.safetensors").string(), "--data", (d / "corpus.txt").string()}, flags);
+  };
+}
+
+// `cllm generate` from the tiny model, flags added.
+std::function<std::vector<std::string>(const ScratchDir&)> generate_with(std::vector<std::string> flags) {
+  return [flags](const ScratchDir& d) {
+    write_tiny_weights(d / "w.safetensors");
+    return concat({"generate", "--ckpt", (d / "w.safetensors").string()}, flags);
+  };
+}
+
 // `cllm generate --ckpt FILE` where FILE holds `bytes`.
 std::function<std::vector<std::string>(const ScratchDir&)> generate_from(std::string bytes) {
   return [bytes](const ScratchDir& d) {
@@ -91,12 +193,36 @@ std::size_t data_start(const std::string& bytes) {
 
 const std::string kF32Tensor = R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
 
+// Zero and negative sizes and counts: an error naming the flag, before anything runs.
+std::vector<BadInput> too_small_sizes() {
+  struct SizeFlag {
+    std::string command, flag, value;
+  };
+  const SizeFlag flags[] = {
+      {"train", "--seq", "0"},        {"train", "--seq", "-1"},         {"train", "--batch", "0"},
+      {"train", "--accum", "0"},      {"train", "--accum", "-1"},       {"train", "--steps", "0"},
+      {"train", "--steps", "-1"},     {"train", "--layers", "0"},       {"train", "--dim", "0"},
+      {"train", "--dim", "-1"},       {"train", "--heads", "0"},        {"train", "--context", "0"},
+      {"train", "--vocab", "0"},      {"train", "--eval-batches", "0"}, {"train", "--log-every", "0"},
+      {"generate", "--tokens", "0"},  {"generate", "--tokens", "-1"},   {"generate", "--heads", "0"},
+      {"eval", "--seq", "0"},         {"eval", "--batch", "0"},         {"eval", "--heads", "0"},
+  };
+  std::vector<BadInput> out;
+  for (const SizeFlag& f : flags) {
+    const std::vector<std::string> change{f.flag, f.value};
+    out.push_back({f.command + " " + f.flag + " " + f.value,
+                   f.command == "train" ? train_with(change) : f.command == "eval" ? eval_with(change) : generate_with(change),
+                   {f.flag + ": must be >= 1, got " + f.value}, kValidationError});
+  }
+  return out;
+}
+
 std::vector<BadInput> bad_inputs() {
   std::string junk;
   for (int i = 0; i < 4096; ++i) junk.push_back(static_cast<char>((i * 7919 + 13) % 251));
   std::string tokens3(6, '\0');  // three 2-byte tokens: 0, 0, 0
   const std::string big_token("\x05\x00\xff\x00", 4);  // tokens 5 and 255 with vocab 100
-  return {
+  std::vector<BadInput> cases = {
       // Data files
       {"empty text file", train_on("empty.txt", ""), {"empty.txt", "is empty"}},
       {"binary junk as text", train_on("junk.txt", junk), {"junk.txt", "NUL"}},
@@ -162,25 +288,16 @@ std::vector<BadInput> bad_inputs() {
        }, {"emptyrun", "no complete checkpoint"}},
       // Tokenizer files
       {"gpt2 without its files", train_with({"--tokenizer", "gpt2"}), {"--encoder-json"}},
-      {"gpt2 with missing files", [](const ScratchDir& d) {
-         write_file(d / "corpus.txt", corpus_text());
-         return concat(tiny_train_flags(), {"--data", (d / "corpus.txt").string(), "--tokenizer", "gpt2", "--encoder-json",
-                                            (d / "encoder.json").string(), "--vocab-bpe", (d / "vocab.bpe").string()});
-       }, {"encoder.json", "no such file"}},
-      {"gpt2 encoder.json that is junk", [](const ScratchDir& d) {
-         write_file(d / "corpus.txt", corpus_text());
+      {"gpt2 with a missing encoder.json", train_gpt2_with([](const ScratchDir& d) { return d / "encoder.json"; }),
+       {"encoder.json", "no such file"}},
+      {"gpt2 encoder.json that is junk", train_gpt2_with([](const ScratchDir& d) {
          write_file(d / "encoder.json", "[1, 2, 3");
-         write_file(d / "vocab.bpe", "#version: 0.2\n");
-         return concat(tiny_train_flags(), {"--data", (d / "corpus.txt").string(), "--tokenizer", "gpt2", "--encoder-json",
-                                            (d / "encoder.json").string(), "--vocab-bpe", (d / "vocab.bpe").string()});
-       }, {"encoder.json"}},
-      {"encoder.json is a directory", [](const ScratchDir& d) {
-         write_file(d / "corpus.txt", corpus_text());
+         return d / "encoder.json";
+       }), {"encoder.json"}},
+      {"encoder.json is a directory", train_gpt2_with([](const ScratchDir& d) {
          fs::create_directories(d / "encoder.json");
-         write_file(d / "vocab.bpe", "#version: 0.2\n");
-         return concat(tiny_train_flags(), {"--data", (d / "corpus.txt").string(), "--tokenizer", "gpt2", "--encoder-json",
-                                            (d / "encoder.json").string(), "--vocab-bpe", (d / "vocab.bpe").string()});
-       }, {"encoder.json", "directory"}},
+         return d / "encoder.json";
+       }), {"encoder.json", "directory"}},
       // Output
       {"output under a regular file", [](const ScratchDir& d) {
          write_file(d / "corpus.txt", corpus_text());
@@ -193,23 +310,23 @@ std::vector<BadInput> bad_inputs() {
          return std::vector<std::string>{"tokenize", "--input", (d / "corpus.txt").string(), "--out", (d / "file" / "out.tok").string()};
        }, {"out.tok"}},
       // Flags
-      {"--threads 0", train_with({"--threads", "0"}), {"--threads", "0"}},
-      {"--threads 100000", train_with({"--threads", "100000"}), {"--threads", "100000"}},
-      {"--layers 0", train_with({"--layers", "0"}), {"layers"}},
-      {"--dim -1", train_with({"--dim", "-1"}), {"dim"}},
-      {"--batch 0", train_with({"--batch", "0"}), {"--batch", "0"}},
-      {"--accum -1", train_with({"--accum", "-1"}), {"--accum"}},
+      {"--threads 0", train_with({"--threads", "0"}), {"--threads", "0"}, kValidationError},
+      {"--threads 100000", train_with({"--threads", "100000"}), {"--threads", "100000"}, kValidationError},
       {"--accum 10^12", train_with({"--accum", "1000000000000"}), {"--accum"}},
-      {"--steps -5", train_with({"--steps", "-5"}), {"--steps"}},
-      {"--steps 0 without --epochs", train_with({"--steps", "0"}), {"--steps"}},
-      {"unknown flag", train_with({"--frobnicate", "3"}), {"--frobnicate"}},
+      {"neither --steps nor --epochs", [](const ScratchDir& d) {
+         write_file(d / "corpus.txt", corpus_text());
+         auto args = concat(tiny_train_flags(), {"--data", (d / "corpus.txt").string(), "--out", (d / "run").string()});
+         args.erase(std::find(args.begin(), args.end(), "--steps"), std::find(args.begin(), args.end(), "--steps") + 2);
+         return args;
+       }, {"give --steps N or --epochs X"}},
+      {"unknown flag", train_with({"--frobnicate", "3"}), {"--frobnicate"}, kExtrasError},
       {"--heads not dividing --dim", train_with({"--heads", "3"}), {"heads", "3"}},
       {"--seq beyond --context", train_with({"--seq", "64"}), {"--seq 64", "context 16"}},
       {"nonsense --data-order", train_with({"--data-order", "sideways"}), {"sideways"}},
       {"--lr NaN", train_with({"--lr", "nan"}), {"learning rate", "nan"}},
       {"--vocab below the tokenizer's", train_with({"--vocab", "10"}), {"--vocab 10"}},
       {"--skip-spikes negative", train_with({"--skip-spikes", "-1"}), {"--skip-spikes"}},
-      {"--on-save-error nonsense", train_with({"--on-save-error", "retry"}), {"--on-save-error", "retry"}},
+      {"--on-save-error nonsense", train_with({"--on-save-error", "retry"}), {"--on-save-error", "retry"}, kValidationError},
       {"existing run without --resume", [](const ScratchDir& d) {
          write_file(d / "corpus.txt", corpus_text());
          write_tiny_weights(d / "model.safetensors");
@@ -242,7 +359,84 @@ std::vector<BadInput> bad_inputs() {
       {"tokenize a missing input", [](const ScratchDir& d) {
          return std::vector<std::string>{"tokenize", "--input", (d / "none.txt").string(), "--out", (d / "out.tok").string()};
        }, {"none.txt"}},
+      {"--epochs -1", train_with({"--epochs", "-1"}), {"--epochs: must be > 0, got -1"}, kValidationError},
+      {"eval --seq beyond the context", eval_with({"--seq", "17"}), {"--seq 17 exceeds the model context 16"}},
+      {"eval --max-batches -1", eval_with({"--max-batches", "-1"}), {"--max-batches", "-1"}, kValidationError},
+      // Not regular files: named at once, never a blocking open or an endless read
+      {"FIFO as --data", train_on_special(fifo_at("fifo.txt")), {"fifo.txt': is a FIFO (named pipe), expected a regular file"}},
+      {"/dev/zero as --data", train_on_special([](const ScratchDir&) { return fs::path("/dev/zero"); }),
+       {"'/dev/zero': is a character device, expected a regular file"}},
+      {"/dev/null as --data", train_on_special([](const ScratchDir&) { return fs::path("/dev/null"); }),
+       {"'/dev/null': is a character device, expected a regular file"}},
+      {"socket as --data", train_on_special([](const ScratchDir& d) {
+         make_socket(d / "sock");
+         return d / "sock";
+       }), {"sock': is a socket, expected a regular file"}},
+      {"FIFO as --init-from", [](const ScratchDir& d) {
+         write_file(d / "corpus.txt", corpus_text());
+         make_fifo(d / "w.safetensors");
+         return concat(tiny_train_flags(), {"--data", (d / "corpus.txt").string(), "--out", (d / "run").string(), "--init-from",
+                                            (d / "w.safetensors").string()});
+       }, {"w.safetensors': is a FIFO"}},
+      {"FIFO as generate --ckpt", [](const ScratchDir& d) {
+         make_fifo(d / "w.safetensors");
+         return std::vector<std::string>{"generate", "--ckpt", (d / "w.safetensors").string()};
+       }, {"w.safetensors': is a FIFO"}},
+      {"/dev/zero as eval --data", [](const ScratchDir& d) {
+         write_tiny_weights(d / "w.safetensors");
+         return std::vector<std::string>{"eval", "--ckpt", (d / "w.safetensors").string(), "--data", "/dev/zero"};
+       }, {"'/dev/zero': is a character device"}},
+      {"FIFO as --encoder-json", train_gpt2_with(fifo_at("encoder.json")), {"encoder.json': is a FIFO"}},
+      {"/dev/zero as --encoder-json", train_gpt2_with([](const ScratchDir&) { return fs::path("/dev/zero"); }),
+       {"'/dev/zero': is a character device"}},
+      {"plot of /dev/zero", [](const ScratchDir&) { return std::vector<std::string>{"plot", "/dev/zero"}; },
+       {"/dev/zero: cannot open ('/dev/zero': is a character device"}},
+      {"plot of a FIFO", [](const ScratchDir& d) {
+         return std::vector<std::string>{"plot", fifo_at("metrics.jsonl")(d).string()};
+       }, {"metrics.jsonl: cannot open (", "is a FIFO"}},
+      // Damaged checkpoints (the only one of the run): named, then one error
+      {"checkpoint with a flipped byte on --resume", resume_damaged([](const fs::path& c) {
+         std::string b = read_file(c / "model.safetensors");
+         b[b.size() / 2] ^= 1;
+         write_file(c / "model.safetensors", b);
+       }), {"step_00000001/model.safetensors': contents changed", "no intact checkpoint: all 1 are damaged"}},
+      {"checkpoint with a truncated file on --resume", resume_damaged([](const fs::path& c) {
+         fs::resize_file(c / "state.safetensors", 100);
+       }), {"step_00000001/state.safetensors': 100 bytes, the manifest says", "(truncated)", "no intact checkpoint"}},
+      {"checkpoint missing a file on --resume", resume_damaged([](const fs::path& c) { fs::remove(c / "state.safetensors"); }),
+       {"step_00000001/state.safetensors': missing (the manifest lists it)", "no intact checkpoint"}},
+      {"checkpoint missing its manifest on --resume", resume_damaged([](const fs::path& c) { fs::remove(c / "manifest.json"); }),
+       {"step_00000001/manifest.json': missing (state.safetensors says", "no intact checkpoint"}},
+      {"manifest naming a missing file on --resume", resume_damaged([](const fs::path& c) {
+         edit_manifest(c, [](nlohmann::json& m) { m["files"]["tokenizer.json"] = {{"bytes", 1}, {"xxh64", "0000000000000001"}}; });
+       }), {"step_00000001/tokenizer.json': missing (the manifest lists it)", "no intact checkpoint"}},
+      {"manifest naming a path outside the checkpoint", resume_damaged([](const fs::path& c) {
+         edit_manifest(c, [](nlohmann::json& m) { m["files"]["../../corpus.txt"] = {{"bytes", 1}, {"xxh64", "0000000000000001"}}; });
+       }), {"manifest.json': file name '../../corpus.txt' is not a plain name", "no intact checkpoint"}},
+      {"manifest with a bad hash", resume_damaged([](const fs::path& c) {
+         edit_manifest(c, [](nlohmann::json& m) { m["files"]["model.safetensors"]["xxh64"] = "xyz"; });
+       }), {"manifest.json': file 'model.safetensors': \"xxh64\" must be 16 lowercase hex digits"}},
+      {"manifest of another version", resume_damaged([](const fs::path& c) {
+         edit_manifest(c, [](nlohmann::json& m) { m["version"] = 7; });
+       }), {"manifest.json': unsupported manifest version 7 (expected 1)"}},
+      {"manifest not listing the weights", resume_damaged([](const fs::path& c) {
+         edit_manifest(c, [](nlohmann::json& m) { m["files"].erase("model.safetensors"); });
+       }), {"manifest.json': does not list model.safetensors"}},
+      {"FIFO in place of a checkpoint file", resume_damaged([](const fs::path& c) {
+         fs::remove(c / "model.safetensors");
+         make_fifo(c / "model.safetensors");
+       }), {"step_00000001/model.safetensors': is a FIFO", "no intact checkpoint"}},
+      {"verify of a damaged run", verify_damaged([](const fs::path& c) { fs::remove(c / "model.safetensors"); }),
+       {"step_00000001: damaged: ", "model.safetensors': missing", "1 checkpoints checked; none is intact"}},
+      {"verify of a file", [](const ScratchDir& d) {
+         write_file(d / "file", "x");
+         return std::vector<std::string>{"verify", (d / "file").string()};
+       }, {"file': is not a directory"}},
+      {"verify without a run directory", [](const ScratchDir&) { return std::vector<std::string>{"verify"}; },
+       {"RUN_DIR is required"}, kRequiredError},
   };
+  for (BadInput& c : too_small_sizes()) cases.push_back(std::move(c));
+  return cases;
 }
 
 class BadInputTest : public ::testing::TestWithParam<BadInput> {};
@@ -253,6 +447,7 @@ TEST_P(BadInputTest, FailsCleanlyWithAClearMessage) {
   const auto args = c.setup(dir);
   const RunResult r = run_cllm(args, {}, 120);
   EXPECT_TRUE(clean_failure(r)) << c.name << ": " << describe(r) << "\n" << r.output;
+  EXPECT_EQ(r.exit_code, c.exit_code) << c.name << ":\n" << r.output;
   for (const std::string& part : c.expected)
     EXPECT_NE(r.output.find(part), std::string::npos) << c.name << ": '" << part << "' not in:\n" << r.output;
 }
@@ -265,7 +460,7 @@ std::string case_name(const ::testing::TestParamInfo<BadInput>& info) {
 
 INSTANTIATE_TEST_SUITE_P(Table, BadInputTest, ::testing::ValuesIn(bad_inputs()), case_name);
 
-TEST(BadInputTable, HasAtLeast25Cases) { EXPECT_GE(bad_inputs().size(), 25u); }
+TEST(BadInputTable, HasAtLeast40Cases) { EXPECT_GE(bad_inputs().size(), 40u); }
 
 }  // namespace
 }  // namespace cllm::reliability

@@ -18,7 +18,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include "data/safetensors.h"
 #include "fixtures.h"
 #include "run_cllm.h"
 #include "train/checkpoint.h"
@@ -162,14 +161,6 @@ TEST_F(TrainingFaults, StopSignalSavesAndResumes) {
   EXPECT_NO_THROW(train::load_weights(latest->dir / "model.safetensors"));
 }
 
-// Reads every F32 tensor of a safetensors file.
-std::map<std::string, std::vector<float>> tensors(const fs::path& path) {
-  const auto file = data::SafetensorsFile::open(path);
-  std::map<std::string, std::vector<float>> out;
-  for (const auto& [name, t] : file.tensors()) out[name] = file.f32(name);
-  return out;
-}
-
 // The newest complete checkpoint must always load: weights and state whole.
 std::uint64_t check_latest_loads(const fs::path& out) {
   const auto latest = train::CheckpointStore(out).latest();
@@ -226,15 +217,15 @@ TEST_F(TrainingFaults, KilledAtRandomMomentsResumesToTheSameModel) {
 
   const RunResult finish = run_cllm(with(flags(out), {"--resume"}));
   ASSERT_EQ(finish.exit_code, 0) << finish.output;
-  const auto want = tensors(dir_ / "reference" / "checkpoints" / "step_00000030" / "model.safetensors");
-  const auto got = tensors(out / "checkpoints" / "step_00000030" / "model.safetensors");
+  const auto want = read_tensors(dir_ / "reference" / "checkpoints" / "step_00000030" / "model.safetensors");
+  const auto got = read_tensors(out / "checkpoints" / "step_00000030" / "model.safetensors");
   ASSERT_EQ(want.size(), got.size());
   for (const auto& [name, values] : want) {
     ASSERT_TRUE(got.count(name)) << name;
     EXPECT_TRUE(got.at(name) == values) << "tensor " << name << " differs from the uninterrupted run";
   }
-  EXPECT_TRUE(tensors(dir_ / "reference" / "checkpoints" / "step_00000030" / "state.safetensors") ==
-              tensors(out / "checkpoints" / "step_00000030" / "state.safetensors"))
+  EXPECT_TRUE(read_tensors(dir_ / "reference" / "checkpoints" / "step_00000030" / "state.safetensors") ==
+              read_tensors(out / "checkpoints" / "step_00000030" / "state.safetensors"))
       << "optimizer moments differ from the uninterrupted run";
 }
 
