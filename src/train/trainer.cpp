@@ -117,6 +117,20 @@ TrainSummary run_training(const TrainOptions& opt) {
   if (seq > config.context)
     throw std::invalid_argument(fmt::format("--seq {} exceeds the model context {}", seq, config.context));
 
+  // Memory, planned before anything large is allocated. The tokens loaded
+  // next are not in it (a corpus is read whole today).
+  const std::size_t cores = std::min(threads, parallel::available_cores());
+  const std::size_t lanes_planned = opt.deterministic ? threads : cores;  // as GradientPipeline decides
+  const MemoryPlan memory = plan_training_memory(config, opt.batch, seq, lanes_planned, precision.precision);
+  const MemoryAvailable available = available_memory();
+  fmt::print("memory: {}; {} available ({})\n", memory.describe(), format_bytes(available.bytes),
+             available.source.empty() ? "unknown" : available.source);
+  check_memory_fits(memory, available);
+  if (opt.dry_run) {
+    fmt::print("dry run: nothing trained\n");
+    return {};
+  }
+
   // Data
   const auto dataset = data::Dataset::load({opt.data, opt.val_data, opt.val_fraction}, *tokenizer);
   const data::BatchSampler train_sampler(dataset.train, seq, opt.data_order, opt.seed);
@@ -135,20 +149,6 @@ TrainSummary run_training(const TrainOptions& opt) {
   if (opt.warmup > total_steps)
     throw std::invalid_argument(fmt::format("--warmup {} exceeds the run's {} steps", opt.warmup, total_steps));
   schedule.validate();
-
-  // Memory, planned before anything large is allocated (the data loaded
-  // above is part of what the process holds already).
-  const std::size_t cores = std::min(threads, parallel::available_cores());
-  const std::size_t lanes_planned = opt.deterministic ? threads : cores;  // as GradientPipeline decides
-  const MemoryPlan memory = plan_training_memory(config, opt.batch, seq, lanes_planned, precision.precision);
-  const MemoryAvailable available = available_memory();
-  fmt::print("memory: {}; {} available ({})\n", memory.describe(), format_bytes(available.bytes),
-             available.source.empty() ? "unknown" : available.source);
-  check_memory_fits(memory, available);
-  if (opt.dry_run) {
-    fmt::print("dry run: nothing trained\n");
-    return {};
-  }
 
   // Parameters and optimizer
   std::vector<float> params(layout.total());

@@ -321,6 +321,15 @@ std::vector<BadInput> bad_inputs() {
        }, {"give --steps N or --epochs X"}},
       {"unknown flag", train_with({"--frobnicate", "3"}), {"--frobnicate"}, kExtrasError},
       {"--heads not dividing --dim", train_with({"--heads", "3"}), {"heads", "3"}},
+      // Configs that cannot fit: refused by the memory plan before any large
+      // allocation (before, the kernel's OOM killer or std::bad_alloc).
+      {"--batch 1000000 (memory)", train_with({"--batch", "1000000"}), {"memory: the run needs", "workspaces", "--batch"}},
+      {"--layers 8 --dim 4096 (memory)", train_with({"--layers", "8", "--dim", "4096", "--heads", "8"}),
+       {"memory: the run needs", "available"}},
+      {"--context 100000 (memory)", train_with({"--context", "100000"}), {"memory: the run needs", "workspaces"}},
+      {"--layers 8 --dim 8192 (memory)", train_with({"--layers", "8", "--dim", "8192", "--heads", "8"}),
+       {"memory: the run needs", "params"}},
+      {"--precision nonsense", train_with({"--precision", "fp8"}), {"--precision 'fp8'", "auto, fp32 or bf16"}},
       {"--seq beyond --context", train_with({"--seq", "64"}), {"--seq 64", "context 16"}},
       {"nonsense --data-order", train_with({"--data-order", "sideways"}), {"sideways"}},
       {"--lr NaN", train_with({"--lr", "nan"}), {"learning rate", "nan"}},
