@@ -55,31 +55,49 @@ CharClass classify(char32_t c) {
   return CharClass::other;
 }
 
-// Strict UTF-8 decoding (no overlongs, surrogates or values past U+10FFFF);
-// size 0 when the bytes at `pos` are not a valid sequence.
-std::pair<char32_t, std::size_t> decode_utf8(std::string_view s, std::size_t pos) {
-  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(s[i]); };
-  const unsigned char b0 = byte(pos);
-  if (b0 < 0x80) return {b0, 1};
+// The UTF-8 sequence starting at `pos`, decoded strictly (Unicode's table
+// 3-7: no overlongs, surrogates or values past U+10FFFF).
+struct Utf8Sequence {
+  char32_t value;    // meaningful only when valid
+  std::size_t size;  // valid: the sequence's bytes; else the bytes of its
+                     // maximal well-formed prefix, at least 1
+  bool valid;
+  bool truncated;  // invalid only because the text ends inside it
+};
+
+Utf8Sequence utf8_sequence(std::string_view s, std::size_t pos) {
+  const auto b0 = static_cast<unsigned char>(s[pos]);
+  if (b0 < 0x80) return {b0, 1, true, false};
   std::size_t len;
-  char32_t c, min;
-  if ((b0 & 0xE0) == 0xC0) len = 2, c = b0 & 0x1F, min = 0x80;
-  else if ((b0 & 0xF0) == 0xE0) len = 3, c = b0 & 0x0F, min = 0x800;
-  else if ((b0 & 0xF8) == 0xF0) len = 4, c = b0 & 0x07, min = 0x10000;
-  else return {0, 0};
-  if (s.size() - pos < len) return {0, 0};
-  for (std::size_t i = 1; i < len; ++i) {
-    if ((byte(pos + i) & 0xC0) != 0x80) return {0, 0};
-    c = (c << 6) | (byte(pos + i) & 0x3F);
+  char32_t c;
+  unsigned char lo = 0x80, hi = 0xBF;  // the range of the next byte
+  if (b0 >= 0xC2 && b0 <= 0xDF) {
+    len = 2, c = b0 & 0x1F;
+  } else if (b0 >= 0xE0 && b0 <= 0xEF) {
+    len = 3, c = b0 & 0x0F;
+    if (b0 == 0xE0) lo = 0xA0;  // overlong
+    if (b0 == 0xED) hi = 0x9F;  // surrogates
+  } else if (b0 >= 0xF0 && b0 <= 0xF4) {
+    len = 4, c = b0 & 0x07;
+    if (b0 == 0xF0) lo = 0x90;  // overlong
+    if (b0 == 0xF4) hi = 0x8F;  // past U+10FFFF
+  } else {
+    return {0, 1, false, false};  // a continuation byte, C0/C1 (overlong) or F5..FF
   }
-  if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) return {0, 0};
-  return {c, len};
+  for (std::size_t i = 1; i < len; ++i) {
+    if (pos + i == s.size()) return {0, i, false, true};
+    const auto b = static_cast<unsigned char>(s[pos + i]);
+    if (b < lo || b > hi) return {0, i, false, false};
+    lo = 0x80, hi = 0xBF;
+    c = (c << 6) | (b & 0x3F);
+  }
+  return {c, len, true, false};
 }
 
 CodePoint code_point_at(std::string_view s, std::size_t pos) {
-  const auto [c, len] = decode_utf8(s, pos);
-  if (len == 0) return {0, 1, CharClass::other};
-  return {c, len, classify(c)};
+  const Utf8Sequence seq = utf8_sequence(s, pos);
+  if (!seq.valid) return {0, 1, CharClass::other};
+  return {seq.value, seq.size, classify(seq.value)};
 }
 
 // ---- GPT-2's byte <-> printable code point table (bytes_to_unicode) ----
@@ -108,12 +126,12 @@ std::optional<std::string> symbol_bytes(std::string_view symbol) {
   const ByteAlphabet& alphabet = byte_alphabet();
   std::string bytes;
   for (std::size_t pos = 0; pos < symbol.size();) {
-    const auto [c, len] = decode_utf8(symbol, pos);
-    if (len == 0) return std::nullopt;
-    const auto it = alphabet.to_byte.find(c);
+    const Utf8Sequence seq = utf8_sequence(symbol, pos);
+    if (!seq.valid) return std::nullopt;
+    const auto it = alphabet.to_byte.find(seq.value);
     if (it == alphabet.to_byte.end()) return std::nullopt;
     bytes.push_back(static_cast<char>(it->second));
-    pos += len;
+    pos += seq.size;
   }
   return bytes;
 }
@@ -335,11 +353,38 @@ std::string Gpt2Tokenizer::decode(std::span<const std::int32_t> tokens) const {
 
 std::optional<std::size_t> find_invalid_utf8(std::string_view text) {
   for (std::size_t pos = 0; pos < text.size();) {
-    const std::size_t len = decode_utf8(text, pos).second;
-    if (len == 0) return pos;
-    pos += len;
+    const Utf8Sequence seq = utf8_sequence(text, pos);
+    if (!seq.valid) return pos;
+    pos += seq.size;
   }
   return std::nullopt;
+}
+
+std::string Utf8Sanitizer::feed(std::string_view bytes) {
+  pending_ += bytes;
+  std::string out;
+  std::size_t pos = 0;
+  while (pos < pending_.size()) {
+    const Utf8Sequence seq = utf8_sequence(pending_, pos);
+    if (seq.truncated) break;  // the next piece may complete it
+    if (seq.valid) out.append(pending_, pos, seq.size);
+    else out += kReplacementCharacter;
+    pos += seq.size;
+  }
+  pending_.erase(0, pos);
+  return out;
+}
+
+std::string Utf8Sanitizer::finish() {
+  const bool incomplete = !pending_.empty();
+  pending_.clear();
+  return incomplete ? std::string(kReplacementCharacter) : std::string();
+}
+
+std::string sanitize_utf8(std::string_view bytes) {
+  Utf8Sanitizer sanitizer;
+  std::string out = sanitizer.feed(bytes);
+  return out + sanitizer.finish();
 }
 
 std::vector<std::int32_t> Gpt2Tokenizer::document_separator() const {

@@ -88,6 +88,29 @@ class Gpt2Tokenizer final : public Tokenizer {
 // U+10FFFF, truncated or stray continuation byte), or nullopt when valid.
 std::optional<std::size_t> find_invalid_utf8(std::string_view text);
 
+// Bytes -> valid UTF-8 for display, as a stream: valid sequences pass
+// unchanged, each maximal ill-formed subpart (an overlong form, a surrogate, a
+// value past U+10FFFF, a stray continuation byte, a sequence cut short)
+// becomes one U+FFFD, and a sequence that the end of a piece cuts short waits
+// for the next piece, which completes or breaks it. A byte-level model emits
+// such pieces: one token may hold half of a character.
+class Utf8Sanitizer {
+ public:
+  // The text of `bytes` (after what earlier calls held back) that is
+  // complete so far.
+  std::string feed(std::string_view bytes);
+  // U+FFFD when a cut-short sequence is still held back, else "".
+  std::string finish();
+
+ private:
+  std::string pending_;  // the start of a sequence the input ended inside
+};
+
+inline constexpr std::string_view kReplacementCharacter = "\xEF\xBF\xBD";  // U+FFFD
+
+// Utf8Sanitizer over one whole text.
+std::string sanitize_utf8(std::string_view bytes);
+
 // "byte" or "gpt2" (which needs both file paths); throws std::invalid_argument
 // on another name or a missing path.
 std::unique_ptr<Tokenizer> make_tokenizer(std::string_view name,

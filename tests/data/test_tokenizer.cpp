@@ -57,6 +57,43 @@ TEST(Utf8, FindsFirstInvalidByte) {
   EXPECT_EQ(find_invalid_utf8("\x80"), 0u);               // stray continuation
 }
 
+// U+FFFD, as the sanitizer writes it.
+const std::string R = "\xEF\xBF\xBD";
+
+TEST(Utf8Sanitizer, KeepsValidSequencesAndReplacesEachIllFormedSubpart) {
+  EXPECT_EQ(sanitize_utf8("plain"), "plain");
+  EXPECT_EQ(sanitize_utf8("\xc3\xa9"), "\xc3\xa9");                  // 2 bytes: e acute
+  EXPECT_EQ(sanitize_utf8("\xe4\xbd\xa0"), "\xe4\xbd\xa0");          // 3 bytes
+  EXPECT_EQ(sanitize_utf8("\xf0\x9f\x98\x80"), "\xf0\x9f\x98\x80");  // 4 bytes
+  EXPECT_EQ(sanitize_utf8("\xef\xbf\xbf\xf4\x8f\xbf\xbf"), "\xef\xbf\xbf\xf4\x8f\xbf\xbf");  // U+FFFF, U+10FFFF
+  EXPECT_EQ(sanitize_utf8("a\xc0\xafz"), "a" + R + R + "z");          // overlong '/': C0 never starts a sequence
+  EXPECT_EQ(sanitize_utf8("\xe0\x80\xaf"), R + R + R);                // overlong 3-byte form
+  EXPECT_EQ(sanitize_utf8("\xf0\x8f\xbf\xbf"), R + R + R + R);        // overlong 4-byte form
+  EXPECT_EQ(sanitize_utf8("a\xed\xa0\x80z"), "a" + R + R + R + "z");  // surrogate D800
+  EXPECT_EQ(sanitize_utf8("\xf4\x90\x80\x80"), R + R + R + R);        // past U+10FFFF
+  EXPECT_EQ(sanitize_utf8("\x80x\xbf"), R + "x" + R);                 // lone continuation bytes
+  EXPECT_EQ(sanitize_utf8("\xff\xfe"), R + R);
+  EXPECT_EQ(sanitize_utf8("\xe4\xbdx"), R + "x");                     // truncated: one U+FFFD for the cut sequence
+  EXPECT_EQ(sanitize_utf8("\xf0\x9f\x98"), R);                        // truncated at the end
+  EXPECT_EQ(sanitize_utf8("\xe4\xbd\xe4\xbd\xa0"), R + "\xe4\xbd\xa0");
+  for (const std::string& text : {std::string("\xc0\xaf\xed\xa0\x80\xf4\x90\x80\x80\x80"), std::string("\xe4\xbd")})
+    EXPECT_EQ(find_invalid_utf8(sanitize_utf8(text)), std::nullopt) << text;
+}
+
+TEST(Utf8Sanitizer, HoldsBackASequenceUntilTheNextPieceCompletesOrBreaksIt) {
+  Utf8Sanitizer s;
+  EXPECT_EQ(s.feed("a\xf0"), "a");
+  EXPECT_EQ(s.feed("\x9f"), "");
+  EXPECT_EQ(s.feed("\x98"), "");
+  EXPECT_EQ(s.feed("\x80!"), "\xf0\x9f\x98\x80!");  // completed across four pieces
+  EXPECT_EQ(s.feed("\xe4\xbd"), "");
+  EXPECT_EQ(s.feed("b"), R + "b");                   // broken by the next piece
+  EXPECT_EQ(s.feed("\xc3"), "");
+  EXPECT_EQ(s.finish(), R);                          // cut short by the end
+  EXPECT_EQ(s.finish(), "");
+  EXPECT_EQ(s.feed("\xc3\xa9"), "\xc3\xa9");         // usable again after finish
+}
+
 // GPT-2's printable stand-in for byte b (bytes_to_unicode), as UTF-8.
 std::string byte_symbol(int b) {
   int n = 0, cp = -1;

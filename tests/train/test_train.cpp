@@ -5,11 +5,16 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <regex>
+#include <sstream>
 #include <string>
+
+#include <nlohmann/json.hpp>
 
 #include "data/safetensors.h"
 #include "model/gpt.h"
 #include "train/checkpoint.h"
+#include "train/progress.h"
 #include "train/sampling.h"
 #include "train/trainer.h"
 
@@ -236,6 +241,52 @@ TEST_F(TrainTest, BadOptionsAreRejected) {
   o = tiny("bad");
   o.data = root_ / "missing.txt";
   EXPECT_THROW(cllm::train::run_training(o), std::runtime_error);
+}
+
+TEST(Progress, DurationsAndEta) {
+  using cllm::train::format_duration;
+  EXPECT_EQ(format_duration(0), "0s");
+  EXPECT_EQ(format_duration(59.9), "59s");
+  EXPECT_EQ(format_duration(72), "1m12s");
+  EXPECT_EQ(format_duration(243.5), "4m03s");
+  EXPECT_EQ(format_duration(3600 + 63), "1h01m03s");
+  EXPECT_EQ(format_duration(-1), "0s");
+  EXPECT_EQ(format_duration(std::nan("")), "0s");
+  EXPECT_DOUBLE_EQ(cllm::train::eta_seconds(10, 2, 3), 15.0);
+  EXPECT_DOUBLE_EQ(cllm::train::eta_seconds(10, 5, 0), 0.0);
+}
+
+// Logged step lines end with the run time and the ETA; output that is not a
+// terminal gets plain lines (no carriage return), one per logged step; every
+// step in metrics.jsonl has a non-decreasing elapsed_s.
+TEST_F(TrainTest, StepLinesShowElapsedAndEtaAndMetricsElapsed) {
+  TrainOptions o = tiny("eta");
+  o.steps = 6;
+  o.log_every = 2;
+  testing::internal::CaptureStdout();
+  cllm::train::run_training(o);
+  const std::string out = testing::internal::GetCapturedStdout();
+  EXPECT_EQ(out.find('\r'), std::string::npos) << out;
+  const std::regex line(R"(step +(\d)/6 \| loss .* \| MFU [0-9.]+% \| (?:\d+h)?(?:\d+m)?\d+s, ETA (?:\d+h)?(?:\d+m)?\d+s\n)");
+  std::vector<int> logged;
+  for (auto it = std::sregex_iterator(out.begin(), out.end(), line); it != std::sregex_iterator(); ++it)
+    logged.push_back(std::stoi((*it)[1]));
+  EXPECT_EQ(logged, (std::vector<int>{2, 4, 6})) << out;
+
+  std::ifstream metrics(o.out / "metrics.jsonl");
+  double previous = 0.0;
+  int steps = 0;
+  for (std::string text; std::getline(metrics, text);) {
+    const auto record = nlohmann::json::parse(text);
+    if (!record.contains("loss")) continue;  // eval lines
+    ASSERT_TRUE(record.contains("elapsed_s")) << text;
+    const double elapsed = record["elapsed_s"].get<double>();
+    EXPECT_GE(elapsed, previous) << text;
+    previous = elapsed;
+    ++steps;
+  }
+  EXPECT_EQ(steps, 6);
+  EXPECT_GT(previous, 0.0);
 }
 
 }  // namespace
