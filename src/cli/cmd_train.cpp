@@ -10,6 +10,7 @@
 
 #include "cli/commands.h"
 #include "data/dataset.h"
+#include "data/token_file.h"
 #include "dist/process_group.h"
 #include "parallel/worker_pool.h"
 #include "train/checkpoint.h"
@@ -20,18 +21,38 @@ namespace cllm::cli {
 namespace fs = std::filesystem;
 namespace {
 
-// Tokenizer flags shared by train, generate and eval.
+// Tokenizer flags shared by train, generate and eval. Without --tokenizer a
+// command uses the tokenizer its input records (a .tok file's, a
+// checkpoint's), and any tokenizer is checked against that record.
 struct TokenizerFlags {
-  std::string name = "byte";
+  std::string name;
   fs::path encoder_json, vocab_bpe;
   void add(CLI::App& cmd) {
-    cmd.add_option("--tokenizer", name, "byte (vocab 256) or gpt2 (needs --encoder-json and --vocab-bpe)")
-        ->check(CLI::IsMember({"byte", "gpt2"}))
-        ->capture_default_str();
-    cmd.add_option("--encoder-json", encoder_json, "GPT-2 encoder.json (gpt2 tokenizer)");
-    cmd.add_option("--vocab-bpe", vocab_bpe, "GPT-2 vocab.bpe (gpt2 tokenizer)");
+    cmd.add_option("--tokenizer", name,
+                   "byte (vocab 256) or gpt2 (GPT-2's BPE); default: the one the input records, else byte")
+        ->check(CLI::IsMember({"byte", "gpt2"}));
+    cmd.add_option("--encoder-json", encoder_json, "GPT-2 encoder.json (gpt2; default: the data directory's)");
+    cmd.add_option("--vocab-bpe", vocab_bpe, "GPT-2 vocab.bpe (gpt2; default: the data directory's)");
   }
+  // --tokenizer when given, else `recorded`.
+  std::string chosen(const std::string& recorded) const { return name.empty() ? recorded : name; }
 };
+
+// The tokenizer --data records: a version 2 .tok file's, else byte.
+std::string data_tokenizer(const fs::path& data) {
+  if (!data::is_token_file(data)) return "byte";
+  const auto record = data::read_token_file_tokenizer(data);
+  return record ? record->name : "byte";
+}
+
+// The tokenizer for a model's weights (read from `path`): the flags', else
+// the one the weights record; an error when it is not the recorded one.
+std::unique_ptr<data::Tokenizer> model_tokenizer(const TokenizerFlags& tok, const fs::path& path,
+                                                 const train::LoadedWeights& weights) {
+  auto tokenizer = data::make_tokenizer(tok.chosen(weights.tokenizer), tok.encoder_json, tok.vocab_bpe);
+  if (weights.tokenizer_record) data::check_tokenizer(path, *weights.tokenizer_record, *tokenizer);
+  return tokenizer;
+}
 
 // --ckpt: a weights file, a checkpoint directory or a run directory (its
 // newest checkpoint).
@@ -107,7 +128,7 @@ void add_train(CLI::App& app) {
   cmd->get_option("--threads")->check(CLI::Range(std::size_t{1}, parallel::WorkerPool::kMaxThreads));
   cmd->callback([o, tok, order, schedule, on_save_error, dist_backend] {
     o->continue_on_save_error = *on_save_error == "continue";
-    o->tokenizer = tok->name;
+    o->tokenizer = tok->chosen(data_tokenizer(o->data));
     o->encoder_json = tok->encoder_json;
     o->vocab_bpe = tok->vocab_bpe;
     o->data_order = data::parse_data_order(*order);
@@ -147,9 +168,9 @@ void add_generate(CLI::App& app) {
   cmd->add_option("--heads", *heads, "Attention heads, for weights that do not record them (Hugging Face files)");
   cmd->callback([=] {
     so->validate();
-    auto weights = train::load_weights(resolve_weights(*ckpt), *heads);
-    const bool tokenizer_given = cmd->count("--tokenizer") > 0;
-    const auto tokenizer = data::make_tokenizer(tokenizer_given ? tok->name : weights.tokenizer, tok->encoder_json, tok->vocab_bpe);
+    const fs::path weights_path = resolve_weights(*ckpt);
+    auto weights = train::load_weights(weights_path, *heads);
+    const auto tokenizer = model_tokenizer(*tok, weights_path, weights);
     const model::ParamLayout layout(weights.config);
     train::print_generation(layout, weights.params.data(), *tokenizer, *prompt, *so, *raw);
     std::fputc('\n', stdout);
@@ -173,9 +194,9 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--max-batches", *max_batches, "Stop after this many batches (0: the whole file)")->capture_default_str();
   cmd->add_option("--heads", *heads, "Attention heads, for weights that do not record them");
   cmd->callback([=] {
-    const auto weights = train::load_weights(resolve_weights(*ckpt), *heads);
-    const bool tokenizer_given = cmd->count("--tokenizer") > 0;
-    const auto tokenizer = data::make_tokenizer(tokenizer_given ? tok->name : weights.tokenizer, tok->encoder_json, tok->vocab_bpe);
+    const fs::path weights_path = resolve_weights(*ckpt);
+    const auto weights = train::load_weights(weights_path, *heads);
+    const auto tokenizer = model_tokenizer(*tok, weights_path, weights);
     const model::ParamLayout layout(weights.config);
     const int T = *seq ? *seq : weights.config.context;
     if (T < 1 || T > weights.config.context)

@@ -1,6 +1,7 @@
 #include "data/tokenizer.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <queue>
 #include <stdexcept>
 
@@ -140,6 +141,19 @@ std::uint64_t pair_key(std::int32_t left, std::int32_t right) {
   return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(left)) << 32) | static_cast<std::uint32_t>(right);
 }
 
+// FNV-1a (64-bit) over the size of encoder.json, its bytes and vocab.bpe's.
+std::string vocabulary_hash(std::string_view encoder, std::string_view merges) {
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  const auto mix = [&h](std::string_view bytes) {
+    for (const char c : bytes) h = (h ^ static_cast<unsigned char>(c)) * 0x100000001b3ull;
+  };
+  const std::uint64_t encoder_size = encoder.size();
+  mix(std::string_view(reinterpret_cast<const char*>(&encoder_size), sizeof encoder_size));
+  mix(encoder);
+  mix(merges);
+  return fmt::format("fnv1a64:{:016x}", h);
+}
+
 // Longer pieces are not cached: they are rare and would bloat the cache.
 constexpr std::size_t kMaxCachedPieceBytes = 64;
 constexpr std::size_t kMaxCacheEntries = 1 << 16;
@@ -195,8 +209,8 @@ std::unique_ptr<Gpt2Tokenizer> Gpt2Tokenizer::load(const fs::path& encoder_json,
   constexpr std::uint64_t kMaxFileBytes = 256u << 20;
   std::unique_ptr<Gpt2Tokenizer> tok(new Gpt2Tokenizer());
 
-  const nlohmann::json encoder =
-      nlohmann::json::parse(InputFile::open(encoder_json).read_all(kMaxFileBytes), nullptr, false);
+  const std::string encoder_text = InputFile::open(encoder_json).read_all(kMaxFileBytes);
+  const nlohmann::json encoder = nlohmann::json::parse(encoder_text, nullptr, false);
   if (encoder.is_discarded()) throw file_error(encoder_json, "is not valid JSON (expected GPT-2's encoder.json)");
   if (!encoder.is_object() || encoder.empty())
     throw file_error(encoder_json, "is not a non-empty JSON object of {symbol: id}");
@@ -265,6 +279,7 @@ std::unique_ptr<Gpt2Tokenizer> Gpt2Tokenizer::load(const fs::path& encoder_json,
     ++rank;
   }
   if (rank == 0) throw file_error(vocab_bpe, "has no merges (expected GPT-2's vocab.bpe)");
+  tok->vocab_hash_ = vocabulary_hash(encoder_text, merges);
   return tok;
 }
 
@@ -392,13 +407,48 @@ std::vector<std::int32_t> Gpt2Tokenizer::document_separator() const {
   return {end_of_text_};
 }
 
+TokenizerRecord Gpt2Tokenizer::record() const {
+  return {name(), static_cast<std::uint32_t>(vocab_size()), vocab_hash_};
+}
+
+std::string TokenizerRecord::describe() const {
+  std::string out = name;
+  if (vocab_size) out += fmt::format(" (vocabulary {}{})", vocab_size, vocab_hash.empty() ? "" : ", vocabulary files " + vocab_hash);
+  return out;
+}
+
+void check_tokenizer(const fs::path& file, const TokenizerRecord& recorded, const Tokenizer& given) {
+  const TokenizerRecord actual = given.record();
+  const bool differs = recorded.name != actual.name || (recorded.vocab_size && recorded.vocab_size != actual.vocab_size) ||
+                       (!recorded.vocab_hash.empty() && recorded.vocab_hash != actual.vocab_hash);
+  if (differs)
+    throw file_error(file, fmt::format("records the tokenizer {}, but the tokenizer given is {}; leave out --tokenizer, "
+                                       "--encoder-json and --vocab-bpe to use the recorded one, or give its files",
+                                       recorded.describe(), actual.describe()));
+}
+
+fs::path default_gpt2_vocab_dir() {
+  if (const char* data = std::getenv("CLLM_DATA"); data && *data) return fs::path(data) / "gpt2";
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  return exe.parent_path().parent_path() / "data" / "gpt2";
+}
+
 std::unique_ptr<Tokenizer> make_tokenizer(std::string_view name, const fs::path& encoder_json,
                                           const fs::path& vocab_bpe) {
   if (name == "byte") return std::make_unique<ByteTokenizer>();
   if (name == "gpt2") {
-    if (encoder_json.empty() || vocab_bpe.empty())
-      throw std::invalid_argument("the gpt2 tokenizer needs --encoder-json and --vocab-bpe (GPT-2's encoder.json and vocab.bpe)");
-    return Gpt2Tokenizer::load(encoder_json, vocab_bpe);
+    if (encoder_json.empty() != vocab_bpe.empty())
+      throw std::invalid_argument("the gpt2 tokenizer needs both --encoder-json and --vocab-bpe, or neither (then "
+                                  "the files in " + default_gpt2_vocab_dir().string() + ")");
+    if (!encoder_json.empty()) return Gpt2Tokenizer::load(encoder_json, vocab_bpe);
+    const fs::path dir = default_gpt2_vocab_dir();
+    if (!fs::is_regular_file(dir / "encoder.json") || !fs::is_regular_file(dir / "vocab.bpe"))
+      throw std::invalid_argument(fmt::format(
+          "the gpt2 tokenizer needs GPT-2's encoder.json and vocab.bpe, and '{}' does not hold them: run "
+          "scripts/fetch-gpt2-vocab.sh (it puts them there), or pass --encoder-json and --vocab-bpe",
+          dir.string()));
+    return Gpt2Tokenizer::load(dir / "encoder.json", dir / "vocab.bpe");
   }
   throw std::invalid_argument(fmt::format("unknown tokenizer '{}' (expected byte or gpt2)", name));
 }

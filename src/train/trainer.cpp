@@ -274,7 +274,7 @@ TrainSummary run_training(const TrainOptions& opt) {
     TrainState state{step, settings};
     state.settings["adam_step"] = std::to_string(adamw.step());
     if (spikes.enabled()) state.settings["loss_window"] = spikes.serialize();
-    const Checkpoint c = store.save(layout, params, adamw.m(), adamw.v(), state, tokenizer->name(), opt.keep);
+    const Checkpoint c = store.save(layout, params, adamw.m(), adamw.v(), state, tokenizer->record(), opt.keep);
     summary.last_checkpoint = c.dir;
     saved_at = step;
     fmt::print("saved checkpoint {}\n", c.dir.string());

@@ -1,3 +1,5 @@
+#include <cstdlib>
+#include <regex>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -195,7 +197,61 @@ TEST_F(Gpt2Files, RejectsBadFiles) {
 TEST(MakeTokenizer, NamesAndErrors) {
   EXPECT_EQ(make_tokenizer("byte")->vocab_size(), 256);
   expect_error([] { make_tokenizer("bpe"); }, {"unknown tokenizer 'bpe'", "byte or gpt2"});
-  expect_error([] { make_tokenizer("gpt2"); }, {"--encoder-json", "--vocab-bpe"});
+  expect_error([] { make_tokenizer("gpt2", "encoder.json"); }, {"both --encoder-json and --vocab-bpe, or neither"});
+}
+
+// The record names the tokenizer, its vocabulary size and a hash of both
+// vocabulary files, which changes when either file does.
+TEST_F(Gpt2Files, RecordHashesBothVocabularyFiles) {
+  const TokenizerRecord byte = ByteTokenizer().record();
+  EXPECT_EQ(byte.name, "byte");
+  EXPECT_EQ(byte.vocab_size, 256u);
+  EXPECT_EQ(byte.vocab_hash, "");
+  write_files({"aa"}, "a a\n");
+  const TokenizerRecord first = load()->record();
+  EXPECT_EQ(first.name, "gpt2");
+  EXPECT_EQ(first.vocab_size, 258u);
+  EXPECT_TRUE(std::regex_match(first.vocab_hash, std::regex("fnv1a64:[0-9a-f]{16}"))) << first.vocab_hash;
+  EXPECT_EQ(load()->record().vocab_hash, first.vocab_hash);
+  write_files({"aa"}, "a a\n\n");  // vocab.bpe differs by a blank line
+  EXPECT_NE(load()->record().vocab_hash, first.vocab_hash);
+  write_files({"bb"}, "b b\n");  // encoder.json differs
+  EXPECT_NE(load()->record().vocab_hash, first.vocab_hash);
+}
+
+TEST_F(Gpt2Files, CheckTokenizerNamesTheFileTheRecordAndTheGivenOne) {
+  write_files({"aa"}, "a a\n");
+  const auto gpt2 = load();
+  const TokenizerRecord recorded = gpt2->record();
+  check_tokenizer("x.tok", recorded, *gpt2);
+  check_tokenizer("old.safetensors", {"gpt2", 0, ""}, *gpt2);  // name only: checkpoints made before the record
+  expect_error([&] { check_tokenizer("x.tok", recorded, ByteTokenizer()); },
+               {"'x.tok'", "records the tokenizer gpt2 (vocabulary 258, vocabulary files " + recorded.vocab_hash + ")",
+                "the tokenizer given is byte (vocabulary 256)", "leave out --tokenizer"});
+  TokenizerRecord other = recorded;
+  other.vocab_hash = "fnv1a64:0000000000000000";
+  expect_error([&] { check_tokenizer("x.tok", other, *gpt2); },
+               {"fnv1a64:0000000000000000", "given is gpt2 (vocabulary 258, vocabulary files " + recorded.vocab_hash});
+  expect_error([&] { check_tokenizer("x.tok", {"gpt2", 50257, ""}, *gpt2); }, {"vocabulary 50257", "vocabulary 258"});
+}
+
+// Without paths, gpt2 reads the files in $CLLM_DATA/gpt2, and says how to
+// get them when they are missing.
+TEST_F(Gpt2Files, FindsTheVocabularyInTheDataDirectory) {
+  ASSERT_EQ(::setenv("CLLM_DATA", dir_.c_str(), 1), 0);
+  EXPECT_EQ(default_gpt2_vocab_dir(), dir_ / "gpt2");
+  expect_error([] { make_tokenizer("gpt2"); },
+               {(dir_ / "gpt2").string(), "does not hold them", "scripts/fetch-gpt2-vocab.sh", "--encoder-json"});
+  write_files({"aa"}, "a a\n");
+  std::filesystem::create_directory(path("gpt2"));
+  std::filesystem::rename(path("encoder.json"), path("gpt2/encoder.json"));
+  std::filesystem::rename(path("vocab.bpe"), path("gpt2/vocab.bpe"));
+  const auto tok = make_tokenizer("gpt2");
+  ::unsetenv("CLLM_DATA");
+  EXPECT_EQ(tok->name(), "gpt2");
+  EXPECT_EQ(tok->vocab_size(), 258);
+  EXPECT_EQ(default_gpt2_vocab_dir().filename(), "gpt2");
+  EXPECT_EQ(default_gpt2_vocab_dir().parent_path().filename(), "data");
 }
 
 }  // namespace
