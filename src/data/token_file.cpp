@@ -40,18 +40,15 @@ struct Layout {
 
 TokenizerRecord parse_record(const std::filesystem::path& path, const std::string& text, std::uint32_t vocab_size) {
   const nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
-  const auto string_field = [&](const char* key) {
-    return j.is_object() && j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : std::string();
-  };
-  const std::string name = string_field("name");
-  if (name.empty() || !j.contains("vocab_hash") || !j["vocab_hash"].is_string() || !j.contains("vocab_size") ||
-      !j["vocab_size"].is_number_unsigned())
+  const bool valid = j.is_object() && j.contains("name") && j["name"].is_string() && !j["name"].get<std::string>().empty() &&
+                     j.contains("vocab_size") && j["vocab_size"].is_number_unsigned() && j.contains("vocab_hash") &&
+                     j["vocab_hash"].is_string();
+  if (!valid)
     throw file_error(path, "tokenizer record is not a JSON object {\"name\": string, \"vocab_size\": number, "
                            "\"vocab_hash\": string} (corrupt file?)");
-  if (j["vocab_size"].get<std::uint64_t>() != vocab_size)
-    throw file_error(path, fmt::format("tokenizer record says vocabulary {} but the header says {}",
-                                       j["vocab_size"].get<std::uint64_t>(), vocab_size));
-  return {name, vocab_size, string_field("vocab_hash")};
+  if (const auto recorded = j["vocab_size"].get<std::uint64_t>(); recorded != vocab_size)
+    throw file_error(path, fmt::format("tokenizer record says vocabulary {} but the header says {}", recorded, vocab_size));
+  return {j["name"].get<std::string>(), vocab_size, j["vocab_hash"].get<std::string>()};
 }
 
 Layout read_layout(const InputFile& file) {

@@ -17,8 +17,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
-#include <span>
 #include <optional>
+#include <span>
 #include <vector>
 
 #include "data/tokenizer.h"
