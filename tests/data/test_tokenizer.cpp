@@ -1,5 +1,4 @@
 #include <cstdlib>
-#include <regex>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -211,7 +210,9 @@ TEST_F(Gpt2Files, RecordHashesBothVocabularyFiles) {
   const TokenizerRecord first = load()->record();
   EXPECT_EQ(first.name, "gpt2");
   EXPECT_EQ(first.vocab_size, 258u);
-  EXPECT_TRUE(std::regex_match(first.vocab_hash, std::regex("fnv1a64:[0-9a-f]{16}"))) << first.vocab_hash;
+  EXPECT_TRUE(first.vocab_hash.starts_with("fnv1a64:") && first.vocab_hash.size() == 24 &&
+              first.vocab_hash.find_first_not_of("0123456789abcdef", 8) == std::string::npos)
+      << first.vocab_hash;
   EXPECT_EQ(load()->record().vocab_hash, first.vocab_hash);
   write_files({"aa"}, "a a\n\n");  // vocab.bpe differs by a blank line
   EXPECT_NE(load()->record().vocab_hash, first.vocab_hash);

@@ -1,13 +1,14 @@
 // End-to-end training through the library entry point run_training().
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <random>
-#include <regex>
 #include <sstream>
 #include <string>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -243,6 +244,12 @@ TEST_F(TrainTest, BadOptionsAreRejected) {
   EXPECT_THROW(cllm::train::run_training(o), std::runtime_error);
 }
 
+// Whether `s` has the form format_duration writes ("7s", "1m12s", "2h03m04s").
+bool is_duration(std::string_view s) {
+  return !s.empty() && std::isdigit(static_cast<unsigned char>(s.front())) && s.back() == 's' &&
+         s.find_first_not_of("0123456789hms") == std::string_view::npos;
+}
+
 TEST(Progress, DurationsAndEta) {
   using cllm::train::format_duration;
   EXPECT_EQ(format_duration(0), "0s");
@@ -267,10 +274,22 @@ TEST_F(TrainTest, StepLinesShowElapsedAndEtaAndMetricsElapsed) {
   cllm::train::run_training(o);
   const std::string out = testing::internal::GetCapturedStdout();
   EXPECT_EQ(out.find('\r'), std::string::npos) << out;
-  const std::regex line(R"(step +(\d)/6 \| loss .* \| MFU [0-9.]+% \| (?:\d+h)?(?:\d+m)?\d+s, ETA (?:\d+h)?(?:\d+m)?\d+s\n)");
-  std::vector<int> logged;
-  for (auto it = std::sregex_iterator(out.begin(), out.end(), line); it != std::sregex_iterator(); ++it)
-    logged.push_back(std::stoi((*it)[1]));
+  std::vector<int> logged;  // "step      2/6 | loss ... | MFU 1.0% | 0s, ETA 0s"
+  std::istringstream lines(out);
+  for (std::string line; std::getline(lines, line);) {
+    if (!line.starts_with("step ") || line.find(" | loss ") == std::string::npos) continue;
+    logged.push_back(std::stoi(line.substr(5)));
+    EXPECT_NE(line.find("/6 | loss "), std::string::npos) << line;
+    const std::size_t last = line.rfind(" | ");
+    ASSERT_NE(last, std::string::npos) << line;
+    ASSERT_NE(line.rfind(" | MFU "), std::string::npos) << line;
+    EXPECT_LT(line.rfind(" | MFU "), last) << line;
+    const std::string timing = line.substr(last + 3);  // "0s, ETA 0s"
+    const std::size_t comma = timing.find(", ETA ");
+    ASSERT_NE(comma, std::string::npos) << line;
+    EXPECT_TRUE(is_duration(timing.substr(0, comma))) << line;
+    EXPECT_TRUE(is_duration(timing.substr(comma + 6))) << line;
+  }
   EXPECT_EQ(logged, (std::vector<int>{2, 4, 6})) << out;
 
   std::ifstream metrics(o.out / "metrics.jsonl");
