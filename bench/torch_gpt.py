@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""PyTorch reference GPT trainer: the model of DESIGN.md ("The model"), the
-baseline that `cllm` training throughput is compared with, and the model that
+"""PyTorch reference GPT trainer: the model of docs/ARCHITECTURE.md ("The
+model"), the baseline that `cllm` training throughput is compared with, and the model that
 tools/make_parity_fixture.py exports for the parity test.
 
 GPT-2: token + position embeddings, pre-LayerNorm blocks (causal multi-head
@@ -157,7 +157,7 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    """state_dict() keys are the Hugging Face GPT-2 names of DESIGN.md."""
+    """state_dict() keys are the Hugging Face GPT-2 names of docs/ARCHITECTURE.md."""
 
     def __init__(self, vocab, layers, dim, heads, context):
         super().__init__()

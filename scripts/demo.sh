@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh fortunes
+scripts/fetch-gpt2-vocab.sh  # GPT-2 vocabulary for --tokenizer gpt2, into data/gpt2
 scripts/build.sh build
 
 out=out/demo

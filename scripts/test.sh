@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
+scripts/fetch-gpt2-vocab.sh  # GPT-2 vocabulary for --tokenizer gpt2, into data/gpt2
 jobs=$(nproc)
 
 echo "== default build (SIMD dispatch, warnings as errors)"

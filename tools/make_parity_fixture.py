@@ -10,7 +10,7 @@ runs in float64 on those float32 weights, so the stored loss, logits and
 gradients are the exact answer rounded once to float32.
 
 The file holds (all F32 except the I32 token ids):
-  every parameter under its Hugging Face GPT-2 name (DESIGN.md "Formats"),
+  every parameter under its Hugging Face GPT-2 name (docs/ARCHITECTURE.md "File formats"),
   input_ids [B,T] and targets [B,T] (I32), loss [] (mean cross-entropy),
   logits [B,T,V], and grad.<name> for every parameter (d loss / d param),
   with the config in __metadata__.

@@ -22,15 +22,15 @@ void add_tokenize_command(CLI::App& app) {
       "Tokenize a text file, or every text file directly in a directory (sorted by name, a document separator "
       "between files: '\\n' for byte, <|endoftext|> for gpt2; binary files skipped), into a .tok file");
   cmd->add_option("--input", opt->input, "Text file or directory of text files")->required();
-  cmd->add_option("--tokenizer", opt->tokenizer, "byte or gpt2")->capture_default_str();
-  cmd->add_option("--encoder-json", opt->encoder_json, "GPT-2 encoder.json (gpt2 tokenizer)");
-  cmd->add_option("--vocab-bpe", opt->vocab_bpe, "GPT-2 vocab.bpe (gpt2 tokenizer)");
+  cmd->add_option("--tokenizer", opt->tokenizer, "byte or gpt2 (recorded in the .tok file)")->capture_default_str();
+  cmd->add_option("--encoder-json", opt->encoder_json, "GPT-2 encoder.json (gpt2; default: the data directory's)");
+  cmd->add_option("--vocab-bpe", opt->vocab_bpe, "GPT-2 vocab.bpe (gpt2; default: the data directory's)");
   cmd->add_option("--out", opt->out, "Output .tok file (written crash-safely)")->required();
   cmd->callback([opt] {
     const auto tokenizer = data::make_tokenizer(opt->tokenizer, opt->encoder_json, opt->vocab_bpe);
     if (data::is_token_file(opt->input)) throw data::file_error(opt->input, "is already a token file");
     const data::LoadedTokens loaded = data::load_tokens(opt->input, *tokenizer);
-    data::write_token_file(opt->out, loaded.tokens);
+    data::write_token_file(opt->out, loaded.tokens, tokenizer->record());
     std::string skipped;  // the first few names
     for (std::size_t i = 0; i < loaded.skipped.size() && i < 5; ++i)
       skipped += (i ? ", " : "") + loaded.skipped[i].filename().string();

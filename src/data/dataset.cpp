@@ -64,6 +64,7 @@ LoadedTokens load_tokens(const fs::path& path, const Tokenizer& tokenizer) {
 
   if (!fs::is_directory(status)) {
     if (path.extension() == ".tok" || is_token_file(path)) {
+      if (const auto recorded = read_token_file_tokenizer(path)) check_tokenizer(path, *recorded, tokenizer);
       LoadedTokens loaded{read_token_file(path), {path}, {}};
       if (loaded.tokens.vocab_size() != vocab)
         throw file_error(path, tokenizer_vocab_mismatch(loaded.tokens.vocab_size(), tokenizer));

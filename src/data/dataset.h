@@ -17,7 +17,8 @@ namespace cllm::data {
 
 // The tokens of `path`, which is one of:
 //  - a .tok file (by extension or magic): read and validated (read_token_file);
-//    its vocabulary size must equal the tokenizer's;
+//    the tokenizer it records (version 2) must be `tokenizer` (see
+//    check_tokenizer), and its vocabulary size must equal the tokenizer's;
 //  - a text file: tokenized; an error naming the file when it contains a NUL
 //    byte (binary) or, when the tokenizer requires it (gpt2), invalid UTF-8;
 //  - a directory: the regular files directly in it (symlinks followed, each

@@ -1,6 +1,7 @@
 #include "data/tokenizer.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <queue>
 #include <stdexcept>
 
@@ -55,31 +56,49 @@ CharClass classify(char32_t c) {
   return CharClass::other;
 }
 
-// Strict UTF-8 decoding (no overlongs, surrogates or values past U+10FFFF);
-// size 0 when the bytes at `pos` are not a valid sequence.
-std::pair<char32_t, std::size_t> decode_utf8(std::string_view s, std::size_t pos) {
-  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(s[i]); };
-  const unsigned char b0 = byte(pos);
-  if (b0 < 0x80) return {b0, 1};
+// The UTF-8 sequence starting at `pos`, decoded strictly (Unicode's table
+// 3-7: no overlongs, surrogates or values past U+10FFFF).
+struct Utf8Sequence {
+  char32_t value;    // meaningful only when valid
+  std::size_t size;  // valid: the sequence's bytes; else the bytes of its
+                     // maximal well-formed prefix, at least 1
+  bool valid;
+  bool truncated;  // invalid only because the text ends inside it
+};
+
+Utf8Sequence utf8_sequence(std::string_view s, std::size_t pos) {
+  const auto b0 = static_cast<unsigned char>(s[pos]);
+  if (b0 < 0x80) return {b0, 1, true, false};
   std::size_t len;
-  char32_t c, min;
-  if ((b0 & 0xE0) == 0xC0) len = 2, c = b0 & 0x1F, min = 0x80;
-  else if ((b0 & 0xF0) == 0xE0) len = 3, c = b0 & 0x0F, min = 0x800;
-  else if ((b0 & 0xF8) == 0xF0) len = 4, c = b0 & 0x07, min = 0x10000;
-  else return {0, 0};
-  if (s.size() - pos < len) return {0, 0};
-  for (std::size_t i = 1; i < len; ++i) {
-    if ((byte(pos + i) & 0xC0) != 0x80) return {0, 0};
-    c = (c << 6) | (byte(pos + i) & 0x3F);
+  char32_t c;
+  unsigned char lo = 0x80, hi = 0xBF;  // the range of the next byte
+  if (b0 >= 0xC2 && b0 <= 0xDF) {
+    len = 2, c = b0 & 0x1F;
+  } else if (b0 >= 0xE0 && b0 <= 0xEF) {
+    len = 3, c = b0 & 0x0F;
+    if (b0 == 0xE0) lo = 0xA0;  // overlong
+    if (b0 == 0xED) hi = 0x9F;  // surrogates
+  } else if (b0 >= 0xF0 && b0 <= 0xF4) {
+    len = 4, c = b0 & 0x07;
+    if (b0 == 0xF0) lo = 0x90;  // overlong
+    if (b0 == 0xF4) hi = 0x8F;  // past U+10FFFF
+  } else {
+    return {0, 1, false, false};  // a continuation byte, C0/C1 (overlong) or F5..FF
   }
-  if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) return {0, 0};
-  return {c, len};
+  for (std::size_t i = 1; i < len; ++i) {
+    if (pos + i == s.size()) return {0, i, false, true};
+    const auto b = static_cast<unsigned char>(s[pos + i]);
+    if (b < lo || b > hi) return {0, i, false, false};
+    lo = 0x80, hi = 0xBF;
+    c = (c << 6) | (b & 0x3F);
+  }
+  return {c, len, true, false};
 }
 
 CodePoint code_point_at(std::string_view s, std::size_t pos) {
-  const auto [c, len] = decode_utf8(s, pos);
-  if (len == 0) return {0, 1, CharClass::other};
-  return {c, len, classify(c)};
+  const Utf8Sequence seq = utf8_sequence(s, pos);
+  if (!seq.valid) return {0, 1, CharClass::other};
+  return {seq.value, seq.size, classify(seq.value)};
 }
 
 // ---- GPT-2's byte <-> printable code point table (bytes_to_unicode) ----
@@ -108,18 +127,31 @@ std::optional<std::string> symbol_bytes(std::string_view symbol) {
   const ByteAlphabet& alphabet = byte_alphabet();
   std::string bytes;
   for (std::size_t pos = 0; pos < symbol.size();) {
-    const auto [c, len] = decode_utf8(symbol, pos);
-    if (len == 0) return std::nullopt;
-    const auto it = alphabet.to_byte.find(c);
+    const Utf8Sequence seq = utf8_sequence(symbol, pos);
+    if (!seq.valid) return std::nullopt;
+    const auto it = alphabet.to_byte.find(seq.value);
     if (it == alphabet.to_byte.end()) return std::nullopt;
     bytes.push_back(static_cast<char>(it->second));
-    pos += len;
+    pos += seq.size;
   }
   return bytes;
 }
 
 std::uint64_t pair_key(std::int32_t left, std::int32_t right) {
   return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(left)) << 32) | static_cast<std::uint32_t>(right);
+}
+
+// FNV-1a (64-bit) over the size of encoder.json, its bytes and vocab.bpe's.
+std::string vocabulary_hash(std::string_view encoder, std::string_view merges) {
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  const auto mix = [&h](std::string_view bytes) {
+    for (const char c : bytes) h = (h ^ static_cast<unsigned char>(c)) * 0x100000001b3ull;
+  };
+  const std::uint64_t encoder_size = encoder.size();
+  mix(std::string_view(reinterpret_cast<const char*>(&encoder_size), sizeof encoder_size));
+  mix(encoder);
+  mix(merges);
+  return fmt::format("fnv1a64:{:016x}", h);
 }
 
 // Longer pieces are not cached: they are rare and would bloat the cache.
@@ -177,8 +209,8 @@ std::unique_ptr<Gpt2Tokenizer> Gpt2Tokenizer::load(const fs::path& encoder_json,
   constexpr std::uint64_t kMaxFileBytes = 256u << 20;
   std::unique_ptr<Gpt2Tokenizer> tok(new Gpt2Tokenizer());
 
-  const nlohmann::json encoder =
-      nlohmann::json::parse(InputFile::open(encoder_json).read_all(kMaxFileBytes), nullptr, false);
+  const std::string encoder_text = InputFile::open(encoder_json).read_all(kMaxFileBytes);
+  const nlohmann::json encoder = nlohmann::json::parse(encoder_text, nullptr, false);
   if (encoder.is_discarded()) throw file_error(encoder_json, "is not valid JSON (expected GPT-2's encoder.json)");
   if (!encoder.is_object() || encoder.empty())
     throw file_error(encoder_json, "is not a non-empty JSON object of {symbol: id}");
@@ -247,6 +279,7 @@ std::unique_ptr<Gpt2Tokenizer> Gpt2Tokenizer::load(const fs::path& encoder_json,
     ++rank;
   }
   if (rank == 0) throw file_error(vocab_bpe, "has no merges (expected GPT-2's vocab.bpe)");
+  tok->vocab_hash_ = vocabulary_hash(encoder_text, merges);
   return tok;
 }
 
@@ -335,11 +368,38 @@ std::string Gpt2Tokenizer::decode(std::span<const std::int32_t> tokens) const {
 
 std::optional<std::size_t> find_invalid_utf8(std::string_view text) {
   for (std::size_t pos = 0; pos < text.size();) {
-    const std::size_t len = decode_utf8(text, pos).second;
-    if (len == 0) return pos;
-    pos += len;
+    const Utf8Sequence seq = utf8_sequence(text, pos);
+    if (!seq.valid) return pos;
+    pos += seq.size;
   }
   return std::nullopt;
+}
+
+std::string Utf8Sanitizer::feed(std::string_view bytes) {
+  pending_ += bytes;
+  std::string out;
+  std::size_t pos = 0;
+  while (pos < pending_.size()) {
+    const Utf8Sequence seq = utf8_sequence(pending_, pos);
+    if (seq.truncated) break;  // the next piece may complete it
+    if (seq.valid) out.append(pending_, pos, seq.size);
+    else out += kReplacementCharacter;
+    pos += seq.size;
+  }
+  pending_.erase(0, pos);
+  return out;
+}
+
+std::string Utf8Sanitizer::finish() {
+  const bool incomplete = !pending_.empty();
+  pending_.clear();
+  return incomplete ? std::string(kReplacementCharacter) : std::string();
+}
+
+std::string sanitize_utf8(std::string_view bytes) {
+  Utf8Sanitizer sanitizer;
+  std::string out = sanitizer.feed(bytes);
+  return out + sanitizer.finish();
 }
 
 std::vector<std::int32_t> Gpt2Tokenizer::document_separator() const {
@@ -347,13 +407,48 @@ std::vector<std::int32_t> Gpt2Tokenizer::document_separator() const {
   return {end_of_text_};
 }
 
+TokenizerRecord Gpt2Tokenizer::record() const {
+  return {name(), static_cast<std::uint32_t>(vocab_size()), vocab_hash_};
+}
+
+std::string TokenizerRecord::describe() const {
+  std::string out = name;
+  if (vocab_size) out += fmt::format(" (vocabulary {}{})", vocab_size, vocab_hash.empty() ? "" : ", vocabulary files " + vocab_hash);
+  return out;
+}
+
+void check_tokenizer(const fs::path& file, const TokenizerRecord& recorded, const Tokenizer& given) {
+  const TokenizerRecord actual = given.record();
+  const bool differs = recorded.name != actual.name || (recorded.vocab_size && recorded.vocab_size != actual.vocab_size) ||
+                       (!recorded.vocab_hash.empty() && recorded.vocab_hash != actual.vocab_hash);
+  if (differs)
+    throw file_error(file, fmt::format("records the tokenizer {}, but the tokenizer given is {}; leave out --tokenizer, "
+                                       "--encoder-json and --vocab-bpe to use the recorded one, or give its files",
+                                       recorded.describe(), actual.describe()));
+}
+
+fs::path default_gpt2_vocab_dir() {
+  if (const char* data = std::getenv("CLLM_DATA"); data && *data) return fs::path(data) / "gpt2";
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  return exe.parent_path().parent_path() / "data" / "gpt2";
+}
+
 std::unique_ptr<Tokenizer> make_tokenizer(std::string_view name, const fs::path& encoder_json,
                                           const fs::path& vocab_bpe) {
   if (name == "byte") return std::make_unique<ByteTokenizer>();
   if (name == "gpt2") {
-    if (encoder_json.empty() || vocab_bpe.empty())
-      throw std::invalid_argument("the gpt2 tokenizer needs --encoder-json and --vocab-bpe (GPT-2's encoder.json and vocab.bpe)");
-    return Gpt2Tokenizer::load(encoder_json, vocab_bpe);
+    if (encoder_json.empty() != vocab_bpe.empty())
+      throw std::invalid_argument("the gpt2 tokenizer needs both --encoder-json and --vocab-bpe, or neither (then "
+                                  "the files in " + default_gpt2_vocab_dir().string() + ")");
+    if (!encoder_json.empty()) return Gpt2Tokenizer::load(encoder_json, vocab_bpe);
+    const fs::path dir = default_gpt2_vocab_dir();
+    if (!fs::is_regular_file(dir / "encoder.json") || !fs::is_regular_file(dir / "vocab.bpe"))
+      throw std::invalid_argument(fmt::format(
+          "the gpt2 tokenizer needs GPT-2's encoder.json and vocab.bpe, and '{}' does not hold them: run "
+          "scripts/fetch-gpt2-vocab.sh (it puts them there), or pass --encoder-json and --vocab-bpe",
+          dir.string()));
+    return Gpt2Tokenizer::load(dir / "encoder.json", dir / "vocab.bpe");
   }
   throw std::invalid_argument(fmt::format("unknown tokenizer '{}' (expected byte or gpt2)", name));
 }

@@ -17,6 +17,17 @@
 
 namespace cllm::data {
 
+// What a token file or a checkpoint records of the tokenizer that made it.
+struct TokenizerRecord {
+  std::string name;              // "byte" or "gpt2"
+  std::uint32_t vocab_size = 0;  // 0: not recorded (checkpoints made before the record)
+  // A hash of the vocabulary files ("fnv1a64:" and 16 hex digits; gpt2:
+  // encoder.json, then vocab.bpe); "" for byte, or when not recorded.
+  std::string vocab_hash;
+  // "gpt2 (vocabulary 50257, vocabulary files fnv1a64:...)".
+  std::string describe() const;
+};
+
 class Tokenizer {
  public:
   virtual ~Tokenizer() = default;
@@ -32,6 +43,7 @@ class Tokenizer {
   // Whether `text` is acceptable input: byte accepts any bytes, gpt2
   // requires valid UTF-8.
   virtual bool requires_utf8() const = 0;
+  virtual TokenizerRecord record() const = 0;
 };
 
 class ByteTokenizer final : public Tokenizer {
@@ -42,6 +54,7 @@ class ByteTokenizer final : public Tokenizer {
   std::string decode(std::span<const std::int32_t> tokens) const override;
   std::vector<std::int32_t> document_separator() const override { return {'\n'}; }
   bool requires_utf8() const override { return false; }
+  TokenizerRecord record() const override { return {name(), 256, ""}; }
 };
 
 // GPT-2 byte-level BPE, matching OpenAI's encoder.py: text is split by the
@@ -68,6 +81,7 @@ class Gpt2Tokenizer final : public Tokenizer {
   std::string decode(std::span<const std::int32_t> tokens) const override;
   std::vector<std::int32_t> document_separator() const override;
   bool requires_utf8() const override { return true; }
+  TokenizerRecord record() const override;
 
   // The pre-tokenizer alone (exposed for tests): the pieces of `text`.
   static std::vector<std::string_view> split(std::string_view text);
@@ -80,6 +94,7 @@ class Gpt2Tokenizer final : public Tokenizer {
   std::int32_t byte_token_[256] = {};                      // id of each single byte
   std::unordered_map<std::uint64_t, std::pair<std::int32_t, std::int32_t>> merges_;  // (left,right) -> (rank, merged id)
   std::int32_t end_of_text_ = -1;
+  std::string vocab_hash_;  // of encoder.json and vocab.bpe
   mutable std::mutex cache_mutex_;
   mutable std::unordered_map<std::string, std::vector<std::int32_t>> cache_;
 };
@@ -88,8 +103,44 @@ class Gpt2Tokenizer final : public Tokenizer {
 // U+10FFFF, truncated or stray continuation byte), or nullopt when valid.
 std::optional<std::size_t> find_invalid_utf8(std::string_view text);
 
-// "byte" or "gpt2" (which needs both file paths); throws std::invalid_argument
-// on another name or a missing path.
+// Bytes -> valid UTF-8 for display, as a stream: valid sequences pass
+// unchanged, each maximal ill-formed subpart (an overlong form, a surrogate, a
+// value past U+10FFFF, a stray continuation byte, a sequence cut short)
+// becomes one U+FFFD, and a sequence that the end of a piece cuts short waits
+// for the next piece, which completes or breaks it. A byte-level model emits
+// such pieces: one token may hold half of a character.
+class Utf8Sanitizer {
+ public:
+  // The text of `bytes` (after what earlier calls held back) that is
+  // complete so far.
+  std::string feed(std::string_view bytes);
+  // U+FFFD when a cut-short sequence is still held back, else "".
+  std::string finish();
+
+ private:
+  std::string pending_;  // the start of a sequence the input ended inside
+};
+
+inline constexpr std::string_view kReplacementCharacter = "\xEF\xBF\xBD";  // U+FFFD
+
+// Utf8Sanitizer over one whole text.
+std::string sanitize_utf8(std::string_view bytes);
+
+// Throws std::runtime_error "'FILE': ..." naming what `file` records and
+// what `given` is when they differ: the name, and the vocabulary size and
+// hash where the file records them.
+void check_tokenizer(const std::filesystem::path& file, const TokenizerRecord& recorded, const Tokenizer& given);
+
+// Where gpt2 looks for encoder.json and vocab.bpe when no paths are given:
+// $CLLM_DATA/gpt2 when CLLM_DATA is set, else data/gpt2 beside the folder of
+// the running executable (the repository's data/gpt2 for build/cllm), where
+// scripts/fetch-gpt2-vocab.sh puts them.
+std::filesystem::path default_gpt2_vocab_dir();
+
+// "byte" or "gpt2": gpt2 reads the two file paths given, or with neither
+// given the files in default_gpt2_vocab_dir(). Throws std::invalid_argument
+// on another name, on one path without the other, and when the default files
+// are missing (saying how to get them).
 std::unique_ptr<Tokenizer> make_tokenizer(std::string_view name,
                                           const std::filesystem::path& encoder_json = {},
                                           const std::filesystem::path& vocab_bpe = {});

@@ -168,6 +168,12 @@ LoadedWeights load_weights(const fs::path& path, int heads_hint) {
   read_params(file, names, layout, out.params);
   const auto tok = file.metadata().find("cllm.tokenizer");
   out.tokenizer = tok != file.metadata().end() ? tok->second : (file.metadata().count("cllm.dim") ? "byte" : "gpt2");
+  if (tok != file.metadata().end()) {
+    const int vocab = metadata_int(file, "cllm.tokenizer_vocab_size");
+    if (vocab < 0) throw data::file_error(path, "metadata 'cllm.tokenizer_vocab_size' is negative");
+    const auto hash = file.metadata().find("cllm.tokenizer_vocab_hash");
+    out.tokenizer_record = {tok->second, static_cast<std::uint32_t>(vocab), hash != file.metadata().end() ? hash->second : ""};
+  }
   return out;
 }
 
@@ -191,7 +197,7 @@ CheckpointStore::CheckpointStore(fs::path run_dir) : dir_(std::move(run_dir) / "
 
 Checkpoint CheckpointStore::save(const model::ParamLayout& layout, std::span<const float> params,
                                  std::span<const float> adam_m, std::span<const float> adam_v,
-                                 const TrainState& state, const std::string& tokenizer, std::size_t keep) {
+                                 const TrainState& state, const data::TokenizerRecord& tokenizer, std::size_t keep) {
   std::error_code ec;
   fs::create_directories(dir_, ec);
   if (ec) throw data::file_error(dir_, "cannot create checkpoint directory: " + ec.message());
@@ -203,7 +209,10 @@ Checkpoint CheckpointStore::save(const model::ParamLayout& layout, std::span<con
   fs::create_directory(tmp_dir, ec);
   if (ec) throw data::file_error(tmp_dir, "cannot create directory: " + ec.message());
   try {
-    save_weights(tmp_dir / kModelFile, layout, params, tokenizer, {{"cllm.step", std::to_string(state.step)}});
+    save_weights(tmp_dir / kModelFile, layout, params, tokenizer.name,
+                 {{"cllm.step", std::to_string(state.step)},
+                  {"cllm.tokenizer_vocab_size", std::to_string(tokenizer.vocab_size)},
+                  {"cllm.tokenizer_vocab_hash", tokenizer.vocab_hash}});
     std::map<std::string, std::string> metadata = state.settings;
     metadata["format"] = kStateFormat;
     metadata["version"] = kStateVersion;

@@ -2,7 +2,9 @@
 //
 // Weights: safetensors with Hugging Face GPT-2 names and layouts (see
 // model/gpt.h), F32, the config in __metadata__ (format "pt", cllm.vocab,
-// cllm.layers, cllm.dim, cllm.heads, cllm.context, cllm.tokenizer).
+// cllm.layers, cllm.dim, cllm.heads, cllm.context, cllm.tokenizer; a
+// checkpoint's also cllm.step, cllm.tokenizer_vocab_size and
+// cllm.tokenizer_vocab_hash, see data::TokenizerRecord).
 //
 // A training run's directory:
 //   OUT/checkpoints/step_00000100/model.safetensors   weights
@@ -26,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "data/tokenizer.h"
 #include "model/gpt.h"
 
 namespace cllm::train {
@@ -34,6 +37,9 @@ namespace cllm::train {
 struct LoadedWeights {
   model::Config config;
   std::string tokenizer;  // "byte" unless the file says otherwise
+  // What a cllm file records of its tokenizer (the vocabulary size and hash
+  // only in checkpoints that have them); nullopt for a Hugging Face file.
+  std::optional<data::TokenizerRecord> tokenizer_record;
   std::vector<float> params;
 };
 
@@ -85,7 +91,7 @@ class CheckpointStore {
   // I/O failure; the previous checkpoint is then untouched.
   Checkpoint save(const model::ParamLayout& layout, std::span<const float> params,
                   std::span<const float> adam_m, std::span<const float> adam_v,
-                  const TrainState& state, const std::string& tokenizer, std::size_t keep);
+                  const TrainState& state, const data::TokenizerRecord& tokenizer, std::size_t keep);
 
   // Every checkpoint (step_* directory, whatever its health), oldest first.
   std::vector<Checkpoint> checkpoints() const;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <numeric>
 #include <random>
 #include <stdexcept>
@@ -89,6 +90,22 @@ std::string generate_text(const model::ParamLayout& layout, const float* params,
     logits = cache.step(layout, params, next);
   }
   return text;
+}
+
+void print_generation(const model::ParamLayout& layout, const float* params, const data::Tokenizer& tokenizer,
+                      std::string_view prompt, const SamplingOptions& options, bool raw) {
+  const auto write = [](std::string_view text) {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+  };
+  data::Utf8Sanitizer sanitizer;
+  const auto print = [&](std::string_view bytes) {
+    if (raw) write(bytes);
+    else write(sanitizer.feed(bytes));
+  };
+  print(prompt);
+  generate_text(layout, params, tokenizer, prompt, options, print);
+  if (!raw) write(sanitizer.finish());
 }
 
 }  // namespace cllm::train

@@ -30,4 +30,11 @@ std::string generate_text(const model::ParamLayout& layout, const float* params,
                           std::string_view prompt, const SamplingOptions& options,
                           const std::function<void(std::string_view)>& on_text = {});
 
+// Writes `prompt` and then the text generate_text makes to stdout as it
+// comes (flushed piece by piece): the exact bytes when raw, else valid UTF-8
+// through a data::Utf8Sanitizer, so a character split across tokens prints
+// whole and bytes that are no character print as U+FFFD.
+void print_generation(const model::ParamLayout& layout, const float* params, const data::Tokenizer& tokenizer,
+                      std::string_view prompt, const SamplingOptions& options, bool raw);
+
 }  // namespace cllm::train

@@ -25,6 +25,7 @@
 #include "train/memory_plan.h"
 #include "train/metrics_log.h"
 #include "train/process_stats.h"
+#include "train/progress.h"
 #include "train/sampling.h"
 #include "train/stop_signal.h"
 
@@ -303,7 +304,7 @@ TrainSummary run_training(const TrainOptions& opt) {
     TrainState state{step, settings};
     state.settings["adam_step"] = std::to_string(adamw.step());
     if (spikes.enabled()) state.settings["loss_window"] = spikes.serialize();
-    const Checkpoint c = store.save(layout, params, adamw.m(), adamw.v(), state, tokenizer->name(), opt.keep);
+    const Checkpoint c = store.save(layout, params, adamw.m(), adamw.v(), state, tokenizer->record(), opt.keep);
     summary.last_checkpoint = c.dir;
     saved_at = step;
     fmt::print("saved checkpoint {}\n", c.dir.string());
@@ -314,7 +315,7 @@ TrainSummary run_training(const TrainOptions& opt) {
     so.tokens = opt.sample_tokens;
     so.seed = seed;
     fmt::print("--- sample at step {} ---\n", step);
-    generate_text(layout, params.data(), *tokenizer, "", so, [](std::string_view t) { fmt::print("{}", t); });
+    print_generation(layout, params.data(), *tokenizer, "", so, false);
     fmt::print("\n---\n");
   };
 
@@ -324,6 +325,7 @@ TrainSummary run_training(const TrainOptions& opt) {
   double sum_cpu_s = 0;  // process CPU time inside steps (not saves or evals)
   std::size_t locks = 0, contended_locks = 0, counted_steps = 0;
   const auto t_start = Clock::now();
+  ProgressLine progress;  // between logged steps, on a terminal
 
   while (step < total_steps) {
     double stop_votes = stop_signal.requested() ? 1.0 : 0.0;
@@ -363,8 +365,12 @@ TrainSummary run_training(const TrainOptions& opt) {
     locks += st.blocking_locks, contended_locks += st.contended_locks;
     ++counted_steps;
     summary.final_loss = st.loss_sum;
+    const double elapsed = seconds_since(t_start);
+    const std::string eta = format_duration(eta_seconds(elapsed, step - summary.first_step, total_steps - step));
+    const bool logged = step % opt.log_every == 0 || step == total_steps;
 
     metrics.write({{"step", step},
+                   {"elapsed_s", elapsed},
                    {"loss", ok ? nlohmann::json(st.loss_sum) : nlohmann::json(nullptr)},
                    {"lr", lr},
                    {"grad_norm", std::isfinite(st.grad_norm) ? nlohmann::json(st.grad_norm) : nlohmann::json(nullptr)},
@@ -382,6 +388,7 @@ TrainSummary run_training(const TrainOptions& opt) {
                    {"contended_locks", st.contended_locks},
                    {"skipped", !st.finite || st.rejected},
                    {"skip_reason", !st.finite ? nlohmann::json("non-finite") : st.rejected ? nlohmann::json("loss spike") : nlohmann::json(nullptr)}});
+    progress.clear();
     if (!ok) {
       ++bad_in_a_row;
       fmt::print("step {:>6}/{} | non-finite loss or gradient norm: update skipped ({} in a row)\n", step, total_steps,
@@ -398,9 +405,10 @@ TrainSummary run_training(const TrainOptions& opt) {
     } else {
       bad_in_a_row = 0;
       spikes.add(st.loss_sum);
-      if (step % opt.log_every == 0 || step == total_steps)
-        fmt::print("step {:>6}/{} | loss {:.4f} | lr {:.2e} | norm {:.3f} | {:.0f} ms | {:.0f} tok/s | MFU {:.1f}%\n",
-                   step, total_steps, st.loss_sum, lr, st.grad_norm, st.seconds * 1e3, tok_s, mfu(tok_s));
+      if (logged)
+        fmt::print("step {:>6}/{} | loss {:.4f} | lr {:.2e} | norm {:.3f} | {:.0f} ms | {:.0f} tok/s | MFU {:.1f}% | {}, ETA {}\n",
+                   step, total_steps, st.loss_sum, lr, st.grad_norm, st.seconds * 1e3, tok_s, mfu(tok_s),
+                   format_duration(elapsed), eta);
     }
     std::fflush(stdout);
 
@@ -426,7 +434,9 @@ TrainSummary run_training(const TrainOptions& opt) {
         metrics.write({{"step", step}, {"save_error", e.what()}});
       }
     }
+    if (!logged) progress.show(fmt::format("step {:>6}/{} | {:.0f} tok/s | ETA {}", step, total_steps, tok_s, eta));
   }
+  progress.clear();
 
   const double wall = seconds_since(t_start);
   std::uint8_t final_save = saved_at != step;

@@ -19,6 +19,7 @@ class Utf8ByteTokenizer final : public Tokenizer {
   std::string decode(std::span<const std::int32_t> t) const override { return ByteTokenizer().decode(t); }
   std::vector<std::int32_t> document_separator() const override { return {'|'}; }
   bool requires_utf8() const override { return true; }
+  TokenizerRecord record() const override { return {name(), 256, ""}; }
 };
 
 std::string as_text(const TokenArray& t) {
@@ -74,14 +75,20 @@ TEST_F(DatasetTest, LoadsTokenFilesAndChecksVocabulary) {
   TokenArray t(256);
   const std::vector<std::int32_t> ids = {'h', 'i'};
   t.append(ids);
-  write_token_file(path("x.tok"), t);
+  write_token_file(path("x.tok"), t, ByteTokenizer().record());
   EXPECT_EQ(as_text(load_tokens(path("x.tok"), ByteTokenizer()).tokens), "hi");
   std::filesystem::copy_file(path("x.tok"), path("x.bin"));  // found by magic too
   EXPECT_EQ(as_text(load_tokens(path("x.bin"), ByteTokenizer()).tokens), "hi");
   TokenArray big(50257);
   big.append(ids);
-  write_token_file(path("g.tok"), big);
-  expect_error([&] { load_tokens(path("g.tok"), ByteTokenizer()); }, {"g.tok", "vocabulary size 50257", "has 256"});
+  write_token_file(path("g.tok"), big, {"gpt2", 50257, "fnv1a64:0123456789abcdef"});
+  expect_error([&] { load_tokens(path("g.tok"), ByteTokenizer()); },
+               {"g.tok", "records the tokenizer gpt2 (vocabulary 50257, vocabulary files fnv1a64:0123456789abcdef)",
+                "the tokenizer given is byte (vocabulary 256)"});
+  // A version 1 file records no tokenizer: its vocabulary size is checked.
+  std::string v1("CLLMTOK1\x01\0\0\0\x02\0\0\0\x01\0\0\0\0\0\0\0\x51\xc4\0\0\0\0\0\0hi", 34);
+  write_bytes(path("v1.tok"), v1);
+  expect_error([&] { load_tokens(path("v1.tok"), ByteTokenizer()); }, {"v1.tok", "vocabulary size 50257", "has 256"});
   write_bytes(path("bad.tok"), "hello, not tokens, long enough for a header.......");
   expect_error([&] { load_tokens(path("bad.tok"), ByteTokenizer()); }, {"bad.tok", "magic"});
 }

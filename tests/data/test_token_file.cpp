@@ -1,6 +1,7 @@
 #include <cstring>
 
 #include "data/token_file.h"
+#include "data/tokenizer.h"
 #include "test_util.h"
 
 namespace cllm::data {
@@ -38,9 +39,17 @@ TEST_F(TokenFile, RoundTripsNarrowAndWide) {
     const std::vector<std::int32_t> ids = {0, 1, 255, static_cast<std::int32_t>(vocab - 1), 7};
     tokens.append(ids);
     const auto p = path("r.tok");
-    write_token_file(p, tokens);
-    EXPECT_EQ(std::filesystem::file_size(p), 32 + ids.size() * (vocab <= 65536 ? 2 : 4));
+    const TokenizerRecord record{"gpt2", vocab, "fnv1a64:00000000000000ff"};
+    write_token_file(p, tokens, record);
+    const std::string json = R"({"name":"gpt2","vocab_hash":"fnv1a64:00000000000000ff","vocab_size":)" + std::to_string(vocab) + "}";
+    EXPECT_EQ(std::filesystem::file_size(p), 32 + json.size() + ids.size() * (vocab <= 65536 ? 2 : 4));
+    EXPECT_EQ(read_bytes(p).substr(32, json.size()), json);
     EXPECT_TRUE(is_token_file(p));
+    const auto recorded = read_token_file_tokenizer(p);
+    ASSERT_TRUE(recorded.has_value());
+    EXPECT_EQ(recorded->name, "gpt2");
+    EXPECT_EQ(recorded->vocab_size, vocab);
+    EXPECT_EQ(recorded->vocab_hash, record.vocab_hash);
     const TokenArray back = read_token_file(p);
     EXPECT_EQ(back.vocab_size(), vocab);
     ASSERT_EQ(back.size(), ids.size());
@@ -87,8 +96,8 @@ TEST_F(TokenFile, BadHeaderFields) {
   h.magic[7] = '2';
   expect_read_error(h, "", "magic");
   h = {};
-  h.version = 2;
-  expect_read_error(h, "", "version 2");
+  h.version = 3;
+  expect_read_error(h, "", "version 3 is not supported (expected 1 or 2)");
   h = {};
   h.width = 3;
   expect_read_error(h, "", "width 3");
@@ -133,12 +142,54 @@ TEST_F(TokenFile, FailedWriteKeepsOldFile) {
   const std::vector<std::int32_t> ids = {1, 2, 3};
   t.append(ids);
   const auto p = path("k.tok");
-  write_token_file(p, t);
+  write_token_file(p, t, ByteTokenizer().record());
   const std::string before = read_bytes(p);
   const auto blocked = path("blocked.tok");
   std::filesystem::create_directory(path("blocked.tok.tmp"));  // the temporary cannot be created
-  expect_error([&] { write_token_file(blocked, t); }, {blocked.string(), "cannot create"});
+  expect_error([&] { write_token_file(blocked, t, ByteTokenizer().record()); }, {blocked.string(), "cannot create"});
   EXPECT_EQ(read_bytes(p), before);
+}
+
+// Version 1 files (no tokenizer record) still load.
+TEST_F(TokenFile, ReadsVersionOneWithoutARecord) {
+  RawHeader h;
+  h.count = 2;
+  const std::uint16_t ids[2] = {104, 105};
+  const auto p = raw(h, std::string_view(reinterpret_cast<const char*>(ids), sizeof ids));
+  EXPECT_EQ(read_token_file_tokenizer(p), std::nullopt);
+  const TokenArray t = read_token_file(p);
+  ASSERT_EQ(t.size(), 2u);
+  EXPECT_EQ(t[1], 105);
+}
+
+TEST_F(TokenFile, RejectsABadTokenizerRecord) {
+  const std::uint16_t ids[1] = {7};
+  const std::string_view tokens(reinterpret_cast<const char*>(ids), sizeof ids);
+  RawHeader h;
+  h.version = 2;
+  h.count = 1;
+  const auto with_record = [&](const std::string& record, std::uint32_t size) {
+    RawHeader r = h;
+    r.reserved = size;
+    return raw(r, record + std::string(tokens));
+  };
+  for (const std::string& record : {std::string("not json"), std::string(R"({"name":"byte"})"),
+                                    std::string(R"({"name":"","vocab_size":256,"vocab_hash":""})"),
+                                    std::string(R"({"name":"byte","vocab_size":"256","vocab_hash":""})"), std::string("[1]")}) {
+    const auto p = with_record(record, static_cast<std::uint32_t>(record.size()));
+    expect_error([&] { read_token_file(p); }, {p.string(), "tokenizer record is not a JSON object"});
+  }
+  const std::string other_vocab = R"({"name":"byte","vocab_size":300,"vocab_hash":""})";
+  const auto p = with_record(other_vocab, static_cast<std::uint32_t>(other_vocab.size()));
+  expect_error([&] { read_token_file_tokenizer(p); }, {p.string(), "record says vocabulary 300", "header says 256"});
+  expect_error([&] { read_token_file(with_record("", 0)); }, {"record size 0", "[1, 4096]"});
+  expect_error([&] { read_token_file(with_record("", 5000)); }, {"record size 5000"});
+  expect_error([&] { read_token_file(with_record("{}", 100)); }, {"too short for its 100-byte tokenizer record"});
+  const std::string good = R"({"name":"byte","vocab_size":256,"vocab_hash":""})";
+  const auto short_data = with_record(good + "x", static_cast<std::uint32_t>(good.size()));
+  expect_error([&] { read_token_file(short_data); }, {"header says 1 tokens of 2 bytes but 3 data bytes follow"});
+  TokenArray t(256);
+  expect_error([&] { write_token_file(path("w.tok"), t, {"gpt2", 50257, ""}); }, {"w.tok", "vocabulary 50257", "tokens' 256"});
 }
 
 }  // namespace

@@ -1,3 +1,4 @@
+#include <cstdlib>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -55,6 +56,43 @@ TEST(Utf8, FindsFirstInvalidByte) {
   EXPECT_EQ(find_invalid_utf8("\xf4\x90\x80\x80"), 0u);   // past U+10FFFF
   EXPECT_EQ(find_invalid_utf8("\xe4\xbd"), 0u);           // truncated
   EXPECT_EQ(find_invalid_utf8("\x80"), 0u);               // stray continuation
+}
+
+// U+FFFD, as the sanitizer writes it.
+const std::string R = "\xEF\xBF\xBD";
+
+TEST(Utf8Sanitizer, KeepsValidSequencesAndReplacesEachIllFormedSubpart) {
+  EXPECT_EQ(sanitize_utf8("plain"), "plain");
+  EXPECT_EQ(sanitize_utf8("\xc3\xa9"), "\xc3\xa9");                  // 2 bytes: e acute
+  EXPECT_EQ(sanitize_utf8("\xe4\xbd\xa0"), "\xe4\xbd\xa0");          // 3 bytes
+  EXPECT_EQ(sanitize_utf8("\xf0\x9f\x98\x80"), "\xf0\x9f\x98\x80");  // 4 bytes
+  EXPECT_EQ(sanitize_utf8("\xef\xbf\xbf\xf4\x8f\xbf\xbf"), "\xef\xbf\xbf\xf4\x8f\xbf\xbf");  // U+FFFF, U+10FFFF
+  EXPECT_EQ(sanitize_utf8("a\xc0\xafz"), "a" + R + R + "z");          // overlong '/': C0 never starts a sequence
+  EXPECT_EQ(sanitize_utf8("\xe0\x80\xaf"), R + R + R);                // overlong 3-byte form
+  EXPECT_EQ(sanitize_utf8("\xf0\x8f\xbf\xbf"), R + R + R + R);        // overlong 4-byte form
+  EXPECT_EQ(sanitize_utf8("a\xed\xa0\x80z"), "a" + R + R + R + "z");  // surrogate D800
+  EXPECT_EQ(sanitize_utf8("\xf4\x90\x80\x80"), R + R + R + R);        // past U+10FFFF
+  EXPECT_EQ(sanitize_utf8("\x80x\xbf"), R + "x" + R);                 // lone continuation bytes
+  EXPECT_EQ(sanitize_utf8("\xff\xfe"), R + R);
+  EXPECT_EQ(sanitize_utf8("\xe4\xbdx"), R + "x");                     // truncated: one U+FFFD for the cut sequence
+  EXPECT_EQ(sanitize_utf8("\xf0\x9f\x98"), R);                        // truncated at the end
+  EXPECT_EQ(sanitize_utf8("\xe4\xbd\xe4\xbd\xa0"), R + "\xe4\xbd\xa0");
+  for (const std::string& text : {std::string("\xc0\xaf\xed\xa0\x80\xf4\x90\x80\x80\x80"), std::string("\xe4\xbd")})
+    EXPECT_EQ(find_invalid_utf8(sanitize_utf8(text)), std::nullopt) << text;
+}
+
+TEST(Utf8Sanitizer, HoldsBackASequenceUntilTheNextPieceCompletesOrBreaksIt) {
+  Utf8Sanitizer s;
+  EXPECT_EQ(s.feed("a\xf0"), "a");
+  EXPECT_EQ(s.feed("\x9f"), "");
+  EXPECT_EQ(s.feed("\x98"), "");
+  EXPECT_EQ(s.feed("\x80!"), "\xf0\x9f\x98\x80!");  // completed across four pieces
+  EXPECT_EQ(s.feed("\xe4\xbd"), "");
+  EXPECT_EQ(s.feed("b"), R + "b");                   // broken by the next piece
+  EXPECT_EQ(s.feed("\xc3"), "");
+  EXPECT_EQ(s.finish(), R);                          // cut short by the end
+  EXPECT_EQ(s.finish(), "");
+  EXPECT_EQ(s.feed("\xc3\xa9"), "\xc3\xa9");         // usable again after finish
 }
 
 // GPT-2's printable stand-in for byte b (bytes_to_unicode), as UTF-8.
@@ -158,7 +196,63 @@ TEST_F(Gpt2Files, RejectsBadFiles) {
 TEST(MakeTokenizer, NamesAndErrors) {
   EXPECT_EQ(make_tokenizer("byte")->vocab_size(), 256);
   expect_error([] { make_tokenizer("bpe"); }, {"unknown tokenizer 'bpe'", "byte or gpt2"});
-  expect_error([] { make_tokenizer("gpt2"); }, {"--encoder-json", "--vocab-bpe"});
+  expect_error([] { make_tokenizer("gpt2", "encoder.json"); }, {"both --encoder-json and --vocab-bpe, or neither"});
+}
+
+// The record names the tokenizer, its vocabulary size and a hash of both
+// vocabulary files, which changes when either file does.
+TEST_F(Gpt2Files, RecordHashesBothVocabularyFiles) {
+  const TokenizerRecord byte = ByteTokenizer().record();
+  EXPECT_EQ(byte.name, "byte");
+  EXPECT_EQ(byte.vocab_size, 256u);
+  EXPECT_EQ(byte.vocab_hash, "");
+  write_files({"aa"}, "a a\n");
+  const TokenizerRecord first = load()->record();
+  EXPECT_EQ(first.name, "gpt2");
+  EXPECT_EQ(first.vocab_size, 258u);
+  EXPECT_TRUE(first.vocab_hash.starts_with("fnv1a64:") && first.vocab_hash.size() == 24 &&
+              first.vocab_hash.find_first_not_of("0123456789abcdef", 8) == std::string::npos)
+      << first.vocab_hash;
+  EXPECT_EQ(load()->record().vocab_hash, first.vocab_hash);
+  write_files({"aa"}, "a a\n\n");  // vocab.bpe differs by a blank line
+  EXPECT_NE(load()->record().vocab_hash, first.vocab_hash);
+  write_files({"bb"}, "b b\n");  // encoder.json differs
+  EXPECT_NE(load()->record().vocab_hash, first.vocab_hash);
+}
+
+TEST_F(Gpt2Files, CheckTokenizerNamesTheFileTheRecordAndTheGivenOne) {
+  write_files({"aa"}, "a a\n");
+  const auto gpt2 = load();
+  const TokenizerRecord recorded = gpt2->record();
+  check_tokenizer("x.tok", recorded, *gpt2);
+  check_tokenizer("old.safetensors", {"gpt2", 0, ""}, *gpt2);  // name only: checkpoints made before the record
+  expect_error([&] { check_tokenizer("x.tok", recorded, ByteTokenizer()); },
+               {"'x.tok'", "records the tokenizer gpt2 (vocabulary 258, vocabulary files " + recorded.vocab_hash + ")",
+                "the tokenizer given is byte (vocabulary 256)", "leave out --tokenizer"});
+  TokenizerRecord other = recorded;
+  other.vocab_hash = "fnv1a64:0000000000000000";
+  expect_error([&] { check_tokenizer("x.tok", other, *gpt2); },
+               {"fnv1a64:0000000000000000", "given is gpt2 (vocabulary 258, vocabulary files " + recorded.vocab_hash});
+  expect_error([&] { check_tokenizer("x.tok", {"gpt2", 50257, ""}, *gpt2); }, {"vocabulary 50257", "vocabulary 258"});
+}
+
+// Without paths, gpt2 reads the files in $CLLM_DATA/gpt2, and says how to
+// get them when they are missing.
+TEST_F(Gpt2Files, FindsTheVocabularyInTheDataDirectory) {
+  ASSERT_EQ(::setenv("CLLM_DATA", dir_.c_str(), 1), 0);
+  EXPECT_EQ(default_gpt2_vocab_dir(), dir_ / "gpt2");
+  expect_error([] { make_tokenizer("gpt2"); },
+               {(dir_ / "gpt2").string(), "does not hold them", "scripts/fetch-gpt2-vocab.sh", "--encoder-json"});
+  write_files({"aa"}, "a a\n");
+  std::filesystem::create_directory(path("gpt2"));
+  std::filesystem::rename(path("encoder.json"), path("gpt2/encoder.json"));
+  std::filesystem::rename(path("vocab.bpe"), path("gpt2/vocab.bpe"));
+  const auto tok = make_tokenizer("gpt2");
+  ::unsetenv("CLLM_DATA");
+  EXPECT_EQ(tok->name(), "gpt2");
+  EXPECT_EQ(tok->vocab_size(), 258);
+  EXPECT_EQ(default_gpt2_vocab_dir().filename(), "gpt2");
+  EXPECT_EQ(default_gpt2_vocab_dir().parent_path().filename(), "data");
 }
 
 }  // namespace

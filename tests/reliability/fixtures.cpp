@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "data/safetensors.h"
+#include "data/tokenizer.h"
 #include "model/gpt.h"
 #include "train/checkpoint.h"
 
@@ -72,7 +73,7 @@ void write_tiny_checkpoint(const fs::path& run_dir, std::uint64_t step) {
   const std::vector<float> moments(layout.total(), 0.0f);
   train::TrainState state;
   state.step = step;
-  train::CheckpointStore(run_dir).save(layout, tiny_params(layout), moments, moments, state, "byte", 0);
+  train::CheckpointStore(run_dir).save(layout, tiny_params(layout), moments, moments, state, data::ByteTokenizer().record(), 0);
 }
 
 std::map<std::string, std::vector<float>> read_tensors(const fs::path& path) {

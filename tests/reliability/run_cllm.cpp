@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pty.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -35,6 +36,38 @@ RunResult from_status(int status) {
 
 }  // namespace
 
+namespace {
+
+// Reads the child's output from `fd` until it closes (a terminal reports EIO
+// once the child is gone), then reaps the child.
+RunResult collect(pid_t pid, int fd, double timeout_s) {
+  std::string output;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+  bool timed_out = false;
+  for (;;) {
+    pollfd p{fd, POLLIN, 0};
+    if (std::chrono::steady_clock::now() > deadline) {
+      timed_out = true;
+      ::kill(pid, SIGKILL);
+      break;
+    }
+    if (::poll(&p, 1, 200) <= 0) continue;
+    char buf[4096];
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n <= 0) break;
+    output.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  RunResult r = from_status(status);
+  r.output = std::move(output);
+  EXPECT_FALSE(timed_out) << "cllm timed out after " << timeout_s << " s; output:\n" << r.output;
+  return r;
+}
+
+}  // namespace
+
 RunResult run_cllm(const std::vector<std::string>& args, const std::function<void()>& in_child, double timeout_s) {
   int fds[2];
   if (::pipe(fds) != 0) throw std::runtime_error("pipe failed");
@@ -49,29 +82,15 @@ RunResult run_cllm(const std::vector<std::string>& args, const std::function<voi
     exec_cllm(args);
   }
   ::close(fds[1]);
-  std::string output;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
-  bool timed_out = false;
-  for (;;) {
-    pollfd p{fds[0], POLLIN, 0};
-    if (std::chrono::steady_clock::now() > deadline) {
-      timed_out = true;
-      ::kill(pid, SIGKILL);
-      break;
-    }
-    if (::poll(&p, 1, 200) <= 0) continue;
-    char buf[4096];
-    const ssize_t n = ::read(fds[0], buf, sizeof buf);
-    if (n <= 0) break;
-    output.append(buf, static_cast<std::size_t>(n));
-  }
-  ::close(fds[0]);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  RunResult r = from_status(status);
-  r.output = std::move(output);
-  EXPECT_FALSE(timed_out) << "cllm timed out after " << timeout_s << " s; output:\n" << r.output;
-  return r;
+  return collect(pid, fds[0], timeout_s);
+}
+
+RunResult run_cllm_on_terminal(const std::vector<std::string>& args, double timeout_s) {
+  int terminal = -1;
+  const pid_t pid = ::forkpty(&terminal, nullptr, nullptr, nullptr);
+  if (pid < 0) throw std::runtime_error("forkpty failed");
+  if (pid == 0) exec_cllm(args);
+  return collect(pid, terminal, timeout_s);
 }
 
 pid_t start_cllm(const std::vector<std::string>& args, const std::filesystem::path& log) {

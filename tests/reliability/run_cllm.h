@@ -23,6 +23,10 @@ struct RunResult {
 RunResult run_cllm(const std::vector<std::string>& args, const std::function<void()>& in_child = {},
                    double timeout_s = 300.0);
 
+// Runs `cllm args...` with stdout and stderr on a new pseudo-terminal (so
+// isatty is true, and the terminal turns each "\n" into "\r\n").
+RunResult run_cllm_on_terminal(const std::vector<std::string>& args, double timeout_s = 300.0);
+
 // Starts `cllm args...` with stdout and stderr appended to `log`; returns
 // the child's pid.
 pid_t start_cllm(const std::vector<std::string>& args, const std::filesystem::path& log);

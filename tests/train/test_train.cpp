@@ -1,17 +1,23 @@
 // End-to-end training through the library entry point run_training().
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <sstream>
 #include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
 
 #include "data/safetensors.h"
 #include "kernels/sgemm.h"
 #include "model/gpt.h"
 #include "train/checkpoint.h"
+#include "train/progress.h"
 #include "train/sampling.h"
 #include "support/rerun.h"
 #include "train/trainer.h"
@@ -320,6 +326,70 @@ TEST_F(TrainTest, BadOptionsAreRejected) {
   o = tiny("bad");
   o.data = root_ / "missing.txt";
   EXPECT_THROW(cllm::train::run_training(o), std::runtime_error);
+}
+
+// Whether `s` has the form format_duration writes ("7s", "1m12s", "2h03m04s").
+bool is_duration(std::string_view s) {
+  return !s.empty() && std::isdigit(static_cast<unsigned char>(s.front())) && s.back() == 's' &&
+         s.find_first_not_of("0123456789hms") == std::string_view::npos;
+}
+
+TEST(Progress, DurationsAndEta) {
+  using cllm::train::format_duration;
+  EXPECT_EQ(format_duration(0), "0s");
+  EXPECT_EQ(format_duration(59.9), "59s");
+  EXPECT_EQ(format_duration(72), "1m12s");
+  EXPECT_EQ(format_duration(243.5), "4m03s");
+  EXPECT_EQ(format_duration(3600 + 63), "1h01m03s");
+  EXPECT_EQ(format_duration(-1), "0s");
+  EXPECT_EQ(format_duration(std::nan("")), "0s");
+  EXPECT_DOUBLE_EQ(cllm::train::eta_seconds(10, 2, 3), 15.0);
+  EXPECT_DOUBLE_EQ(cllm::train::eta_seconds(10, 5, 0), 0.0);
+}
+
+// Logged step lines end with the run time and the ETA; output that is not a
+// terminal gets plain lines (no carriage return), one per logged step; every
+// step in metrics.jsonl has a non-decreasing elapsed_s.
+TEST_F(TrainTest, StepLinesShowElapsedAndEtaAndMetricsElapsed) {
+  TrainOptions o = tiny("eta");
+  o.steps = 6;
+  o.log_every = 2;
+  testing::internal::CaptureStdout();
+  cllm::train::run_training(o);
+  const std::string out = testing::internal::GetCapturedStdout();
+  EXPECT_EQ(out.find('\r'), std::string::npos) << out;
+  std::vector<int> logged;  // "step      2/6 | loss ... | MFU 1.0% | 0s, ETA 0s"
+  std::istringstream lines(out);
+  for (std::string line; std::getline(lines, line);) {
+    if (!line.starts_with("step ") || line.find(" | loss ") == std::string::npos) continue;
+    logged.push_back(std::stoi(line.substr(5)));
+    EXPECT_NE(line.find("/6 | loss "), std::string::npos) << line;
+    const std::size_t last = line.rfind(" | ");
+    ASSERT_NE(last, std::string::npos) << line;
+    ASSERT_NE(line.rfind(" | MFU "), std::string::npos) << line;
+    EXPECT_LT(line.rfind(" | MFU "), last) << line;
+    const std::string timing = line.substr(last + 3);  // "0s, ETA 0s"
+    const std::size_t comma = timing.find(", ETA ");
+    ASSERT_NE(comma, std::string::npos) << line;
+    EXPECT_TRUE(is_duration(timing.substr(0, comma))) << line;
+    EXPECT_TRUE(is_duration(timing.substr(comma + 6))) << line;
+  }
+  EXPECT_EQ(logged, (std::vector<int>{2, 4, 6})) << out;
+
+  std::ifstream metrics(o.out / "metrics.jsonl");
+  double previous = 0.0;
+  int steps = 0;
+  for (std::string text; std::getline(metrics, text);) {
+    const auto record = nlohmann::json::parse(text);
+    if (!record.contains("loss")) continue;  // eval lines
+    ASSERT_TRUE(record.contains("elapsed_s")) << text;
+    const double elapsed = record["elapsed_s"].get<double>();
+    EXPECT_GE(elapsed, previous) << text;
+    previous = elapsed;
+    ++steps;
+  }
+  EXPECT_EQ(steps, 6);
+  EXPECT_GT(previous, 0.0);
 }
 
 }  // namespace
