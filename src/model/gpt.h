@@ -1,6 +1,6 @@
 // GPT-2 on one CPU core: config, the flat parameter layout with Hugging Face
 // GPT-2 names, the per-worker Workspace, forward/backward for training and a
-// KV cache for generation. Definition: DESIGN.md "The model".
+// KV cache for generation. Definition: docs/ARCHITECTURE.md, "The model".
 //
 // Every function here runs on the calling thread only and touches no shared
 // mutable state: worker threads each call forward/backward concurrently on

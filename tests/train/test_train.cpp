@@ -87,6 +87,37 @@ class TrainTest : public ::testing::Test {
     return max_diff / max_abs;
   }
 
+  // `runs` deterministic runs of o, each in its own directory, end bitwise equal.
+  static void expect_deterministic_runs_repeat(TrainOptions o, int runs) {
+    o.deterministic = true;
+    const fs::path out = o.out;
+    std::vector<float> first;
+    for (int run = 0; run < runs; ++run) {
+      o.out = out.string() + std::to_string(run);
+      cllm::train::run_training(o);
+      const auto p = final_params(o.out);
+      if (run == 0) first = p;
+      else EXPECT_EQ(p, first) << "run " << run;
+    }
+  }
+  // full, deterministic, against the same run stopped after `stop` steps and resumed.
+  void expect_resume_equals_uninterrupted(TrainOptions full, std::size_t stop) const {
+    full.deterministic = true;
+    cllm::train::run_training(full);
+    TrainOptions part = full;
+    part.out = root_ / "parts";
+    part.stop_after = stop;
+    const auto first = cllm::train::run_training(part);
+    EXPECT_TRUE(first.stopped_early);
+    EXPECT_EQ(first.steps_done, stop);
+    part.resume = true;
+    part.stop_after = 0;
+    const auto second = cllm::train::run_training(part);
+    EXPECT_EQ(second.first_step, stop);
+    EXPECT_EQ(second.steps_done, full.steps);
+    EXPECT_EQ(final_params(part.out), final_params(full.out));
+  }
+
   fs::path root_, corpus_;
 };
 
@@ -112,37 +143,16 @@ TEST_F(TrainTest, ThreadCountDoesNotChangeTheResult) {
 }
 
 TEST_F(TrainTest, DeterministicModeIsBitwiseRepeatable) {
-  std::vector<float> first;
-  for (int run = 0; run < 3; ++run) {
-    TrainOptions o = tiny("det" + std::to_string(run));
-    o.threads = 4;
-    o.deterministic = true;
-    cllm::train::run_training(o);
-    const auto p = final_params(o.out);
-    if (run == 0) first = p;
-    else EXPECT_EQ(p, first) << "run " << run;
-  }
+  TrainOptions o = tiny("det");
+  o.threads = 4;
+  expect_deterministic_runs_repeat(o, 3);
 }
 
 TEST_F(TrainTest, StopAndResumeEqualsUninterrupted) {
   TrainOptions full = tiny("full");
   full.steps = 8;
   full.threads = 3;
-  full.deterministic = true;
-  cllm::train::run_training(full);
-
-  TrainOptions part = full;
-  part.out = root_ / "parts";
-  part.stop_after = 3;
-  const auto first = cllm::train::run_training(part);
-  EXPECT_TRUE(first.stopped_early);
-  EXPECT_EQ(first.steps_done, 3u);
-  part.resume = true;
-  part.stop_after = 0;
-  const auto second = cllm::train::run_training(part);
-  EXPECT_EQ(second.first_step, 3u);
-  EXPECT_EQ(second.steps_done, 8u);
-  EXPECT_EQ(final_params(part.out), final_params(full.out));
+  expect_resume_equals_uninterrupted(full, 3);
 }
 
 #define SKIP_WITHOUT_NATIVE_BF16() \
@@ -163,16 +173,9 @@ TEST_F(TrainTest, Bf16TrainsLikeFp32) {
 
 TEST_F(TrainTest, Bf16DeterministicModeIsBitwiseRepeatable) {
   SKIP_WITHOUT_NATIVE_BF16();
-  std::vector<float> first;
-  for (int run = 0; run < 2; ++run) {
-    TrainOptions o = tiny_bf16("det" + std::to_string(run));
-    o.threads = 3;
-    o.deterministic = true;
-    cllm::train::run_training(o);
-    const auto p = final_params(o.out);
-    if (run == 0) first = p;
-    else EXPECT_EQ(p, first) << "run " << run;
-  }
+  TrainOptions o = tiny_bf16("det");
+  o.threads = 3;
+  expect_deterministic_runs_repeat(o, 2);
 }
 
 // The bf16 weight copy is made again from the checkpoint's f32 weights on
@@ -182,16 +185,7 @@ TEST_F(TrainTest, Bf16StopAndResumeEqualsUninterrupted) {
   TrainOptions full = tiny_bf16("full");
   full.steps = 6;
   full.threads = 2;
-  full.deterministic = true;
-  cllm::train::run_training(full);
-  TrainOptions part = full;
-  part.out = root_ / "parts";
-  part.stop_after = 2;
-  cllm::train::run_training(part);
-  part.resume = true;
-  part.stop_after = 0;
-  EXPECT_EQ(cllm::train::run_training(part).first_step, 2u);
-  EXPECT_EQ(final_params(part.out), final_params(full.out));
+  expect_resume_equals_uninterrupted(full, 2);
 }
 
 // A CPU without native bf16, as oneDNN's ISA limit makes it look (the child
