@@ -1,0 +1,74 @@
+// The memory plan `cllm train` prints before allocating (train/memory_plan.h)
+// against the peak RSS the same run then reports, and --dry-run.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "fixtures.h"
+#include "run_cllm.h"
+
+namespace cllm::reliability {
+namespace {
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr const char* kSanitizerRss = "a sanitizer's shadow memory and allocator are in the RSS, not in the plan";
+#else
+constexpr const char* kSanitizerRss = nullptr;
+#endif
+
+// "73.9 MiB" (at `from` in text) -> bytes; NaN when there is no such figure.
+double size_after(const std::string& text, const std::string& prefix) {
+  const std::size_t at = text.find(prefix);
+  if (at == std::string::npos) return NAN;
+  std::size_t pos = at + prefix.size();
+  while (pos < text.size() && text[pos] == ' ') ++pos;
+  std::size_t used = 0;
+  const double value = std::stod(text.substr(pos), &used);
+  const std::string unit = text.substr(pos + used + 1, 3);
+  const double scale = unit == "GiB" ? 0x1p30 : unit == "MiB" ? 0x1p20 : unit == "KiB" ? 0x1p10 : 1.0;
+  return value * scale;
+}
+
+std::vector<std::string> train_args(const ScratchDir& d, std::vector<std::string> model) {
+  std::vector<std::string> args = {"train", "--data", (d / "corpus.txt").string(), "--out", (d / "run").string(),
+                                   "--threads", "2", "--steps", "2", "--sample-tokens", "0"};
+  args.insert(args.end(), model.begin(), model.end());
+  return args;
+}
+
+// The bar: the plan within 10% of the peak RSS of the run.
+TEST(MemoryPlan, IsWithinTenPercentOfThePeakRssForTinyAndSmall) {
+  if (kSanitizerRss != nullptr) GTEST_SKIP() << kSanitizerRss;
+  const std::vector<std::vector<std::string>> models = {
+      {"--layers", "2", "--dim", "128", "--heads", "4", "--context", "64", "--batch", "16"},
+      {"--layers", "4", "--dim", "256", "--heads", "8", "--context", "128", "--batch", "8"}};
+  for (const auto& model : models) {
+    const ScratchDir d("memory_plan");
+    write_file(d / "corpus.txt", corpus_text());
+    const RunResult r = run_cllm(train_args(d, model));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const double planned = size_after(r.output, "memory:"), peak = size_after(r.output, "peak RSS");
+    ASSERT_TRUE(std::isfinite(planned) && std::isfinite(peak)) << r.output;
+    EXPECT_NEAR(planned, peak, 0.1 * peak) << "planned " << planned / 0x1p20 << " MiB, peak RSS " << peak / 0x1p20
+                                           << " MiB\n" << r.output;
+  }
+}
+
+TEST(MemoryPlan, DryRunPrintsThePlanAndTrainsNothing) {
+  const ScratchDir d("memory_dry_run");
+  write_file(d / "corpus.txt", corpus_text());
+  std::vector<std::string> args = train_args(d, {"--layers", "1", "--dim", "16", "--heads", "2", "--context", "16"});
+  args.push_back("--dry-run");
+  const RunResult r = run_cllm(args);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("memory: "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("available"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("dry run: nothing trained"), std::string::npos) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(d / "run" / "checkpoints")) << r.output;
+}
+
+}  // namespace
+}  // namespace cllm::reliability
