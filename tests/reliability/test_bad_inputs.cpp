@@ -287,7 +287,10 @@ std::vector<BadInput> bad_inputs() {
          return std::vector<std::string>{"generate", "--ckpt", (d / "emptyrun").string()};
        }, {"emptyrun", "no complete checkpoint"}},
       // Tokenizer files
-      {"gpt2 without its files", train_with({"--tokenizer", "gpt2"}), {"--encoder-json"}},
+      // (gpt2 with neither file finds them in the data directory where scripts/test.sh fetched them;
+      // FirstHour.Gpt2FindsItsVocabularyWithoutPathsAfterTheFetch checks the message where they are missing)
+      {"gpt2 with --encoder-json but no --vocab-bpe", train_with({"--tokenizer", "gpt2", "--encoder-json", "e.json"}),
+       {"needs both --encoder-json and --vocab-bpe, or neither"}},
       {"gpt2 with a missing encoder.json", train_gpt2_with([](const ScratchDir& d) { return d / "encoder.json"; }),
        {"encoder.json", "no such file"}},
       {"gpt2 encoder.json that is junk", train_gpt2_with([](const ScratchDir& d) {
