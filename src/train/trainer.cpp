@@ -91,6 +91,20 @@ std::map<std::string, std::string> run_settings(const TrainOptions& o, int seq, 
           {"threads", std::to_string(threads)}};
 }
 
+// What resuming with a changed setting (a key of run_settings) does; the run
+// continues either way, differing from an uninterrupted one.
+std::string what_a_change_means(const std::string& key) {
+  if (key == "batch" || key == "accum")
+    return "the run continues at sequence (step x accum + k) x batch + row of the new shape, so part of this "
+           "epoch's sequences are read twice or skipped";
+  if (key == "seq") return "the data is cut into windows of the new length, and the order continues in those";
+  if (key == "data" || key == "tokenizer") return "the data position now counts in the new data";
+  if (key == "data_order" || key == "seed") return "the data order from here on is the new setting's";
+  if (key == "precision") return "the products round differently from here on (weights, moments and checkpoints are f32 in both)";
+  if (key == "threads" || key == "deterministic") return "only the rounding of the gradient sums changes";
+  return "the run will differ from an uninterrupted one";
+}
+
 }  // namespace
 
 TrainSummary run_training(const TrainOptions& opt) {
@@ -194,8 +208,8 @@ TrainSummary run_training(const TrainOptions& opt) {
     for (const auto& [key, value] : settings) {
       const auto saved = state.settings.find(key);
       if (saved != state.settings.end() && saved->second != value)
-        fmt::print("warning: {} was '{}' in the checkpoint and is '{}' now: the run will differ from an uninterrupted one\n",
-                   key, saved->second, value);
+        fmt::print("warning: {} was '{}' in the checkpoint and is '{}' now: {}\n", key, saved->second, value,
+                   what_a_change_means(key));
     }
   } else if (init) {
     params = std::move(init->params);

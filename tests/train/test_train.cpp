@@ -5,7 +5,10 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <cstdio>
 #include <fstream>
+#include <functional>
+#include <iostream>
 #include <random>
 #include <sstream>
 #include <string>
@@ -211,6 +214,49 @@ TEST_F(TrainTest, Bf16WithoutTheCpuForItIsAClearError) {
   EXPECT_EQ(cllm::model::choose_precision("auto").precision, cllm::model::Precision::fp32);
   o.precision = "auto";
   EXPECT_EQ(cllm::train::run_training(o).steps_done, 1u);
+}
+
+// A resume with a changed batch shape, data or precision continues, with one
+// line saying what changed and what it means for the data order.
+TEST_F(TrainTest, ResumeWithChangedSettingsSaysWhatTheChangeMeans) {
+  const fs::path other = root_ / "other.txt";
+  std::ofstream(other) << std::ifstream(corpus_).rdbuf() << "and some more text at the end.\n";
+  struct Change {
+    const char* key;
+    std::function<void(TrainOptions&)> apply;
+    const char* meaning;
+  };
+  const std::vector<Change> changes = {
+      {"batch", [](TrainOptions& o) { o.batch = 3; }, "part of this epoch's sequences are read twice or skipped"},
+      {"accum", [](TrainOptions& o) { o.accum = 2; }, "part of this epoch's sequences are read twice or skipped"},
+      {"seq", [](TrainOptions& o) { o.seq = 16; }, "windows of the new length"},
+      {"data", [&](TrainOptions& o) { o.data = other; }, "counts in the new data"},
+      {"precision", [](TrainOptions& o) { o.precision = "bf16"; }, "the products round differently"},
+  };
+  for (const Change& c : changes) {
+    SCOPED_TRACE(c.key);
+    if (std::string(c.key) == "precision" && !cllm::kernels::bf16_support().native) {
+      std::cout << "precision case skipped: no native bf16 (" << cllm::kernels::bf16_support().detail << ")\n";
+      continue;
+    }
+    TrainOptions o = tiny(std::string("change_") + c.key);
+    o.steps = 4;
+    o.stop_after = 2;
+    cllm::train::run_training(o);
+    o.resume = true;
+    o.stop_after = 0;
+    c.apply(o);
+    testing::internal::CaptureStdout();
+    const auto summary = cllm::train::run_training(o);
+    std::fflush(stdout);
+    const std::string out = testing::internal::GetCapturedStdout();
+    EXPECT_EQ(summary.first_step, 2u);
+    EXPECT_EQ(summary.steps_done, 4u);
+    const std::string line = std::string("warning: ") + c.key + " was '";
+    ASSERT_NE(out.find(line), std::string::npos) << out;
+    const std::string rest = out.substr(out.find(line));
+    EXPECT_NE(rest.substr(0, rest.find('\n')).find(c.meaning), std::string::npos) << rest.substr(0, rest.find('\n'));
+  }
 }
 
 TEST_F(TrainTest, RefusesToOverwriteARunWithoutResume) {
