@@ -7,7 +7,9 @@
 #pragma once
 
 #include <cstddef>
+#include <new>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "model/gpt.h"
@@ -43,6 +45,21 @@ MemoryAvailable available_memory();
 // Throws std::runtime_error when the plan exceeds what is available, naming
 // the largest parts and what to change. Does nothing when available.bytes is 0.
 void check_memory_fits(const MemoryPlan& plan, const MemoryAvailable& available);
+
+// Throws the std::runtime_error for a failed allocation of the plan's part
+// `part`: its name and size, and what to change.
+[[noreturn]] void throw_out_of_memory(const MemoryPlan& plan, std::string_view part);
+
+// make(), with a std::bad_alloc in it (a limit the plan cannot see, such as
+// ulimit -v, or memory taken since) turned into throw_out_of_memory's error.
+template <class Make>
+decltype(auto) allocate_part(const MemoryPlan& plan, std::string_view part, Make&& make) {
+  try {
+    return make();
+  } catch (const std::bad_alloc&) {
+    throw_out_of_memory(plan, part);
+  }
+}
 
 // 1536 -> "1.5 KiB", in the unit that suits the size.
 std::string format_bytes(std::size_t bytes);

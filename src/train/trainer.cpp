@@ -166,10 +166,12 @@ TrainSummary run_training(const TrainOptions& opt) {
   schedule.validate();
 
   // Parameters and optimizer
-  std::vector<float> params(layout.total());
+  std::vector<float> params = allocate_part(memory, "params", [&] { return std::vector<float>(layout.total()); });
   std::vector<optim::ParamRange> ranges;
   for (const auto& t : layout.tensors()) ranges.push_back({t.offset, t.size, t.decay});
-  optim::AdamW adamw(layout.total(), {opt.lr, opt.beta1, opt.beta2, 1e-8f, opt.weight_decay}, ranges);
+  optim::AdamW adamw = allocate_part(memory, "moments", [&] {
+    return optim::AdamW(layout.total(), {opt.lr, opt.beta1, opt.beta2, 1e-8f, opt.weight_decay}, ranges);
+  });
 
   // Several processes (mpirun): rank 0 alone reads and writes the run
   // directory and prints; the others get its state by broadcast below.
@@ -233,20 +235,25 @@ TrainSummary run_training(const TrainOptions& opt) {
 
   // Mixed precision: the products read a bf16 copy of the weights, made once
   // here and then by AdamW as it updates each segment.
-  std::vector<kernels::bf16> params_bf16 = model::bf16_copy(params, precision.precision);
+  std::vector<kernels::bf16> params_bf16 =
+      allocate_part(memory, "bf16 weights", [&] { return model::bf16_copy(params, precision.precision); });
   if (bf16) adamw.set_bf16_copy(params_bf16.data());
   const model::Weights weights(params.data(), params_bf16);
 
   const StopSignal stop_signal;  // before the pool: its workers must inherit the blocked signals
   // Threads beyond the cores this process may use get no compute lane (see
   // PipelineOptions::lanes): oversubscription then costs no buffers or cache.
-  parallel::GradientPipeline pipeline(layout.total(),
+  parallel::GradientPipeline pipeline = allocate_part(memory, "grads", [&] {
+    return parallel::GradientPipeline(layout.total(),
                                       {.threads = threads, .lanes = cores, .deterministic = opt.deterministic});
+  });
   const std::size_t lanes = pipeline.lanes();
   dist::DataParallelStep data_parallel(group, pipeline, K);
   std::vector<std::unique_ptr<WorkerState>> workers(lanes);  // one workspace per lane
-  pipeline.for_each_lane(
-      [&](std::size_t w) { workers[w] = std::make_unique<WorkerState>(config, opt.batch, seq, precision.precision); });
+  allocate_part(memory, "workspaces", [&] {
+    pipeline.for_each_lane(
+        [&](std::size_t w) { workers[w] = std::make_unique<WorkerState>(config, opt.batch, seq, precision.precision); });
+  });
 
   MetricsLog metrics(root ? opt.out / "metrics.jsonl" : fs::path("/dev/null"));  // rank 0 logs
   const double flops_tok = flops_per_token(layout, seq);

@@ -1,6 +1,7 @@
 // The memory plan `cllm train` prints before allocating (train/memory_plan.h)
 // against the peak RSS the same run then reports, and --dry-run.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
 #include <cmath>
 #include <filesystem>
@@ -55,6 +56,25 @@ TEST(MemoryPlan, IsWithinTenPercentOfThePeakRssForTinyAndSmall) {
     EXPECT_NEAR(planned, peak, 0.1 * peak) << "planned " << planned / 0x1p20 << " MiB, peak RSS " << peak / 0x1p20
                                            << " MiB\n" << r.output;
   }
+}
+
+// A limit the plan cannot see (ulimit -v): the allocation that fails is
+// named with its size, instead of "std::bad_alloc".
+TEST(MemoryPlan, AnAllocationBeyondALimitIsNamed) {
+  if (kSanitizerRss != nullptr) GTEST_SKIP() << "sanitizers reserve terabytes of address space: no RLIMIT_AS";
+  const ScratchDir d("memory_rlimit");
+  write_file(d / "corpus.txt", corpus_text() + corpus_text(8) + corpus_text(9));
+  // 2 x 1.3 GiB of workspaces (attention's probabilities at context 2048) under a 1 GiB address-space limit.
+  const auto limit_address_space = [] {
+    const rlimit limit{std::size_t{1} << 30, std::size_t{1} << 30};
+    ::setrlimit(RLIMIT_AS, &limit);
+  };
+  const RunResult r = run_cllm(train_args(d, {"--layers", "4", "--dim", "256", "--heads", "8", "--context", "2048",
+                                              "--batch", "4", "--precision", "fp32"}),
+                               limit_address_space);
+  EXPECT_TRUE(clean_failure(r)) << r.output;
+  EXPECT_NE(r.output.find("out of memory allocating the workspaces (2 x "), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("bad_alloc"), std::string::npos) << r.output;
 }
 
 TEST(MemoryPlan, DryRunPrintsThePlanAndTrainsNothing) {
