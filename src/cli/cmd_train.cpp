@@ -15,6 +15,7 @@
 #include "model/gpt.h"
 #include "parallel/worker_pool.h"
 #include "train/checkpoint.h"
+#include "train/memory_plan.h"
 #include "train/sampling.h"
 #include "train/trainer.h"
 
@@ -240,7 +241,9 @@ void add_eval(CLI::App& app) {
     const std::uint64_t n_seq = sampler.sequences_per_epoch();
     std::uint64_t n_batches = (n_seq + static_cast<std::uint64_t>(*batch) - 1) / static_cast<std::uint64_t>(*batch);
     if (*max_batches) n_batches = std::min<std::uint64_t>(n_batches, *max_batches);
-    model::Workspace ws(weights.config, *batch, T, products);
+    model::Workspace ws = train::allocate_named(
+        "the evaluation workspace", model::Workspace::planned_bytes(weights.config, *batch, T, products),
+        [&] { return model::Workspace(weights.config, *batch, T, products); });
     std::vector<std::int32_t> in(static_cast<std::size_t>(*batch * T)), tg(in.size());
     double loss_sum = 0.0;
     std::uint64_t rows_total = 0;

@@ -92,15 +92,20 @@ MemoryAvailable available_memory() {
   return a;
 }
 
-void throw_out_of_memory(const MemoryPlan& plan, std::string_view part) {
+void throw_out_of_memory(std::string_view what, std::string_view size, std::string_view context) {
+  throw std::runtime_error(fmt::format("memory: out of memory allocating {} ({}{}{}). Use a smaller --batch or --seq, "
+                                       "fewer --threads or a smaller model",
+                                       what, size, context.empty() ? "" : "; ", context));
+}
+
+void throw_part_out_of_memory(const MemoryPlan& plan, std::string_view part) {
   std::string size = "?";
   for (const MemoryPart& p : plan.parts)
     if (p.name == part) size = (p.count == 1 ? "" : std::to_string(p.count) + " x ") + format_bytes(p.bytes);
-  throw std::runtime_error(fmt::format(
-      "memory: out of memory allocating the {} ({}; {} planned in all), although the plan fit in what the system "
-      "said was available: a limit the plan does not see (ulimit -v) or memory other processes took since. Use a "
-      "smaller --batch or --seq, fewer --threads or a smaller model",
-      part, size, format_bytes(plan.total())));
+  throw_out_of_memory(fmt::format("the {}", part), size,
+                      fmt::format("{} planned in all, which fit in what the system said was available: a limit the "
+                                  "plan does not see (ulimit -v) or memory other processes took since",
+                                  format_bytes(plan.total())));
 }
 
 void check_memory_fits(const MemoryPlan& plan, const MemoryAvailable& available) {

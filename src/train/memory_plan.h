@@ -16,6 +16,9 @@
 
 namespace cllm::train {
 
+// 1536 -> "1.5 KiB", in the unit that suits the size.
+std::string format_bytes(std::size_t bytes);
+
 struct MemoryPart {
   std::string name;      // e.g. "workspaces"
   std::size_t count;     // e.g. one per lane
@@ -46,22 +49,34 @@ MemoryAvailable available_memory();
 // the largest parts and what to change. Does nothing when available.bytes is 0.
 void check_memory_fits(const MemoryPlan& plan, const MemoryAvailable& available);
 
-// Throws the std::runtime_error for a failed allocation of the plan's part
-// `part`: its name and size, and what to change.
-[[noreturn]] void throw_out_of_memory(const MemoryPlan& plan, std::string_view part);
+// Throws the std::runtime_error for a failed allocation of `what` (e.g.
+// "the workspaces"), `size` bytes ("2 x 1.3 GiB"): what and how much, and
+// what to change. `context` follows in parentheses when not empty.
+[[noreturn]] void throw_out_of_memory(std::string_view what, std::string_view size, std::string_view context);
 
-// make(), with a std::bad_alloc in it (a limit the plan cannot see, such as
-// ulimit -v, or memory taken since) turned into throw_out_of_memory's error.
+// make(), with a std::bad_alloc in it turned into throw_out_of_memory's
+// error for `what` of `bytes`.
+template <class Make>
+decltype(auto) allocate_named(std::string_view what, std::size_t bytes, Make&& make) {
+  try {
+    return make();
+  } catch (const std::bad_alloc&) {
+    throw_out_of_memory(what, format_bytes(bytes), "");
+  }
+}
+
+// The same for the plan's part `part`, where the plan fit but the
+// allocation fails anyway (a limit the plan cannot see, such as ulimit -v,
+// or memory taken since).
+[[noreturn]] void throw_part_out_of_memory(const MemoryPlan& plan, std::string_view part);
 template <class Make>
 decltype(auto) allocate_part(const MemoryPlan& plan, std::string_view part, Make&& make) {
   try {
     return make();
   } catch (const std::bad_alloc&) {
-    throw_out_of_memory(plan, part);
+    throw_part_out_of_memory(plan, part);
   }
 }
 
-// 1536 -> "1.5 KiB", in the unit that suits the size.
-std::string format_bytes(std::size_t bytes);
 
 }  // namespace cllm::train

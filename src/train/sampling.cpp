@@ -8,6 +8,8 @@
 #include <stdexcept>
 #include <vector>
 
+#include "train/memory_plan.h"
+
 namespace cllm::train {
 
 void SamplingOptions::validate() const {
@@ -67,7 +69,8 @@ std::string generate_text(const model::ParamLayout& layout, const float* params,
   if (context.size() >= static_cast<std::size_t>(config.context))  // keep the prompt's end
     context.erase(context.begin(), context.end() - (config.context - 1));
 
-  model::KvCache cache(config);
+  const std::size_t kv_bytes = 2 * sizeof(float) * static_cast<std::size_t>(config.layers) * config.context * config.dim;
+  model::KvCache cache = allocate_named("the KV cache", kv_bytes, [&] { return model::KvCache(config); });
   const float* logits = nullptr;
   for (std::int32_t t : context) logits = cache.step(layout, params, t);
 
