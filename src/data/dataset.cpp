@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <new>
 #include <set>
 #include <stdexcept>
 
@@ -54,9 +55,7 @@ std::string tokenizer_vocab_mismatch(std::uint32_t file_vocab, const Tokenizer& 
                      "tokenizer?)", file_vocab, tokenizer.name(), tokenizer.vocab_size());
 }
 
-}  // namespace
-
-LoadedTokens load_tokens(const fs::path& path, const Tokenizer& tokenizer) {
+LoadedTokens read_tokens(const fs::path& path, const Tokenizer& tokenizer) {
   const auto vocab = static_cast<std::uint32_t>(tokenizer.vocab_size());
   std::error_code ec;
   const fs::file_status status = fs::status(path, ec);
@@ -96,6 +95,17 @@ LoadedTokens load_tokens(const fs::path& path, const Tokenizer& tokenizer) {
     throw file_error(path, fmt::format("directory has no non-empty text files ({} skipped as binary{})",
                                        loaded.skipped.size(), tokenizer.requires_utf8() ? " or not UTF-8" : ""));
   return loaded;
+}
+
+}  // namespace
+
+LoadedTokens load_tokens(const fs::path& path, const Tokenizer& tokenizer) {
+  try {
+    return read_tokens(path, tokenizer);
+  } catch (const std::bad_alloc&) {
+    throw file_error(path, "out of memory holding its tokens (a corpus is read whole into memory today): train on a "
+                           "part of it, or free memory");
+  }
 }
 
 Dataset Dataset::load(const DatasetOptions& options, const Tokenizer& tokenizer) {
