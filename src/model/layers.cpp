@@ -37,16 +37,6 @@ float sum(const float* x, int n) {
   return total;
 }
 
-float dot(const float* a, const float* b, int n) {
-  float acc[kLanes] = {};
-  int i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int j = 0; j < kLanes; ++j) acc[j] += a[i + j] * b[i + j];
-  float total = 0.0f;
-  for (int j = 0; j < kLanes; ++j) total += acc[j];
-  for (; i < n; ++i) total += a[i] * b[i];
-  return total;
-}
 
 float centered_sum_squares(const float* x, float mean, int n) {
   float acc[kLanes] = {};
@@ -106,21 +96,17 @@ void write_in_chunks(Op* out, std::size_t n, const Compute& compute) {
   }
 }
 
-// sum p[i] * x[i] with p in the operand type, in float lanes as dot().
+// sum a[i] * b[i], a widened from the operand type.
 template <class Op>
-float dot_operand(const Op* p, const float* x, int n) {
-  if constexpr (std::is_same_v<Op, float>) {
-    return dot(p, x, n);
-  } else {
-    float acc[kLanes] = {};
-    int i = 0;
-    for (; i + kLanes <= n; i += kLanes)
-      for (int j = 0; j < kLanes; ++j) acc[j] += widen(p[i + j]) * x[i + j];
-    float total = 0.0f;
-    for (int j = 0; j < kLanes; ++j) total += acc[j];
-    for (; i < n; ++i) total += widen(p[i]) * x[i];
-    return total;
-  }
+float dot(const Op* a, const float* b, int n) {
+  float acc[kLanes] = {};
+  int i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) acc[j] += widen(a[i + j]) * b[i + j];
+  float total = 0.0f;
+  for (int j = 0; j < kLanes; ++j) total += acc[j];
+  for (; i < n; ++i) total += widen(a[i]) * b[i];
+  return total;
 }
 
 // One head's (T, hs) slice of a (T, ld) matrix to or from a dense (T, hs)
@@ -385,7 +371,7 @@ void attention_backward(float* dqkv, float* scratch, Op* operands, const Op* dou
         for (int t = r0; t < r1; ++t) {
           float* drow = ds + static_cast<std::size_t>(t - r0) * r1;
           const Op* prow = p + static_cast<std::size_t>(t - r0) * r1;
-          const float pd = dot_operand(prow, drow, t + 1);
+          const float pd = dot(prow, drow, t + 1);
           for (int j = 0; j <= t; ++j) drow[j] = widen(prow[j]) * (drow[j] - pd) * scale;
           std::fill(drow + t + 1, drow + r1, 0.0f);
         }

@@ -23,7 +23,9 @@ struct alignas(kCacheLine) WorkerRecord {
 };
 
 
-std::size_t effective_lanes(const PipelineOptions& o) {
+}  // namespace
+
+std::size_t compute_lanes(const PipelineOptions& o) {
   if (o.lanes > o.threads) {
     throw std::invalid_argument("gradient pipeline: " + std::to_string(o.lanes) + " compute lanes for " +
                                 std::to_string(o.threads) + " threads (lanes must be at most threads)");
@@ -32,12 +34,10 @@ std::size_t effective_lanes(const PipelineOptions& o) {
   return o.lanes == 0 || fixed ? o.threads : o.lanes;
 }
 
-}  // namespace
-
 GradientPipeline::GradientPipeline(std::size_t n_params, PipelineOptions options)
     : n_params_(n_params),
       options_(options),
-      lanes_(effective_lanes(options)),
+      lanes_(compute_lanes(options)),
       pool_(options.threads),
       accumulator_(n_params, lanes_, options.segment_floats) {}
 

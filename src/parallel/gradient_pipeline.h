@@ -68,6 +68,11 @@ struct PipelineOptions {
   std::size_t segment_floats = kDefaultSegmentFloats;
 };
 
+// The lanes a pipeline with these options computes on (lanes() below), for
+// planning memory before making one. Throws std::invalid_argument for
+// lanes above threads.
+std::size_t compute_lanes(const PipelineOptions& options);
+
 struct StepStats {
   double loss_sum = 0.0;   // sum over micro-batches, added in micro-batch order
   double grad_norm = 0.0;  // global L2 norm before clipping

@@ -83,12 +83,14 @@ MemoryPlan plan_training_memory(const model::Config& config, int batch, int seq,
 
 MemoryAvailable available_memory() {
   MemoryAvailable a;
-  if (const std::size_t kib = proc_kib("/proc/meminfo", "MemAvailable"); kib > 0) a = {kib * 1024, "MemAvailable"};
-  // What is resident already counts against the cgroup and is in the plan too.
-  const std::size_t room = cgroup_room();
-  const std::size_t resident = proc_kib("/proc/self/status", "VmRSS") * 1024;
-  if (room > 0 && (a.bytes == 0 || room + resident < a.bytes)) a = {room + resident, "cgroup memory.max"};
-  else if (a.bytes > 0) a.bytes += resident;  // the plan counts the process's own resident memory too
+  std::size_t free = proc_kib("/proc/meminfo", "MemAvailable") * 1024;
+  if (free > 0) a.source = "MemAvailable";
+  if (const std::size_t room = cgroup_room(); room > 0 && (free == 0 || room < free)) {
+    free = room;
+    a.source = "cgroup memory.max";
+  }
+  // The plan counts the process's own resident memory too.
+  if (free > 0) a.bytes = free + proc_kib("/proc/self/status", "VmRSS") * 1024;
   return a;
 }
 

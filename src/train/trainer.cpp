@@ -134,9 +134,13 @@ TrainSummary run_training(const TrainOptions& opt) {
 
   // Memory, planned before anything large is allocated. The tokens loaded
   // next are not in it (a corpus is read whole today).
+  // Threads beyond the cores this process may use get no compute lane (see
+  // PipelineOptions::lanes): oversubscription then costs no buffers or cache.
   const std::size_t cores = std::min(threads, parallel::available_cores());
-  const std::size_t lanes_planned = opt.deterministic ? threads : cores;  // as GradientPipeline decides
-  const MemoryPlan memory = plan_training_memory(config, opt.batch, seq, lanes_planned, precision.precision);
+  const parallel::PipelineOptions pipeline_options{.threads = threads, .lanes = cores,
+                                                   .deterministic = opt.deterministic};
+  const MemoryPlan memory =
+      plan_training_memory(config, opt.batch, seq, parallel::compute_lanes(pipeline_options), precision.precision);
   const MemoryAvailable available = available_memory();
   fmt::print("memory: {}; {} available ({})\n", memory.describe(), format_bytes(available.bytes),
              available.source.empty() ? "unknown" : available.source);
@@ -241,12 +245,8 @@ TrainSummary run_training(const TrainOptions& opt) {
   const model::Weights weights(params.data(), params_bf16);
 
   const StopSignal stop_signal;  // before the pool: its workers must inherit the blocked signals
-  // Threads beyond the cores this process may use get no compute lane (see
-  // PipelineOptions::lanes): oversubscription then costs no buffers or cache.
-  parallel::GradientPipeline pipeline = allocate_part(memory, "grads", [&] {
-    return parallel::GradientPipeline(layout.total(),
-                                      {.threads = threads, .lanes = cores, .deterministic = opt.deterministic});
-  });
+  parallel::GradientPipeline pipeline =
+      allocate_part(memory, "grads", [&] { return parallel::GradientPipeline(layout.total(), pipeline_options); });
   const std::size_t lanes = pipeline.lanes();
   dist::DataParallelStep data_parallel(group, pipeline, K);
   std::vector<std::unique_ptr<WorkerState>> workers(lanes);  // one workspace per lane

@@ -16,6 +16,7 @@
 
 #include "kernels/sgemm.h"
 #include "parallel/lock_count.h"
+#include "support/bf16_skip.h"
 #include "support/rerun.h"
 
 namespace k = cllm::kernels;
@@ -226,11 +227,6 @@ TEST(GemmOnednnPaths, LateThreadRunsTheOthersShapesWithoutALock) {
   EXPECT_EQ(locks, 0u);
 }
 
-// bf16 products: the skip names the missing CPU feature in the output.
-#define SKIP_WITHOUT_NATIVE_BF16()                                                          \
-  do {                                                                                      \
-    if (!k::bf16_support().native) GTEST_SKIP() << "no native bf16: " << k::bf16_support().detail; \
-  } while (0)
 
 std::vector<k::bf16> rounded(const std::vector<float>& v) {
   std::vector<k::bf16> out(v.size());

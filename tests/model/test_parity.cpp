@@ -16,8 +16,8 @@
 
 #include "data/safetensors.h"
 #include "kernels/kernels.h"
-#include "kernels/sgemm.h"
 #include "model/gpt.h"
+#include "support/bf16_skip.h"
 
 namespace {
 
@@ -119,8 +119,7 @@ TEST_F(Parity, ScaledGradientIsAddedToTheBuffer) {
 class ParityBf16 : public Parity {
  protected:
   void SetUp() override {
-    if (!cllm::kernels::bf16_support().native)
-      GTEST_SKIP() << "no native bf16: " << cllm::kernels::bf16_support().detail;
+    SKIP_WITHOUT_NATIVE_BF16();
     Parity::SetUp();
     params_bf16.resize(params.size());
     cllm::kernels::active().to_bf16(params_bf16.data(), params.data(), params.size());

@@ -22,6 +22,7 @@
 #include "train/checkpoint.h"
 #include "train/progress.h"
 #include "train/sampling.h"
+#include "support/bf16_skip.h"
 #include "support/rerun.h"
 #include "train/trainer.h"
 
@@ -158,8 +159,6 @@ TEST_F(TrainTest, StopAndResumeEqualsUninterrupted) {
   expect_resume_equals_uninterrupted(full, 3);
 }
 
-#define SKIP_WITHOUT_NATIVE_BF16() \
-  if (!cllm::kernels::bf16_support().native) GTEST_SKIP() << "no native bf16: " << cllm::kernels::bf16_support().detail
 
 TEST_F(TrainTest, Bf16TrainsLikeFp32) {
   SKIP_WITHOUT_NATIVE_BF16();
