@@ -134,23 +134,6 @@ Result run_config(const NamedConfig& bc, model::Precision precision, int steps, 
   return r;
 }
 
-// auto: fp32, and bf16 too where the CPU has native bf16.
-std::vector<model::Precision> select_precisions(const std::string& list) {
-  if (list == "auto") {
-    if (kernels::bf16_support().native) return {model::Precision::fp32, model::Precision::bf16};
-    return {model::Precision::fp32};
-  }
-  std::vector<model::Precision> out;
-  std::stringstream ss(list);
-  std::string name;
-  while (std::getline(ss, name, ',')) {
-    if (name == "auto") throw std::invalid_argument("--precision: auto stands alone, not in a list");
-    out.push_back(model::choose_precision(name).precision);
-  }
-  if (out.empty()) throw std::invalid_argument("--precision is empty: expected auto, fp32, bf16 or fp32,bf16");
-  return out;
-}
-
 // Per pass: milliseconds and share of each phase, and the AdamW update.
 void print_phase_table(const std::vector<Result>& results) {
   std::printf("\nphases per pass (mean of %d profiled passes after the timed ones), ms (share); AdamW update apart "
@@ -193,7 +176,7 @@ void add_bench_model_command(CLI::App& bench) {
       ->capture_default_str();
   cmd->callback([opt] {
     const std::vector<NamedConfig> configs = select_configs(opt->configs);
-    const std::vector<model::Precision> precisions = select_precisions(opt->precisions);
+    const std::vector<model::Precision> precisions = select_bench_precisions(opt->precisions);
     const bool any_bf16 = std::find(precisions.begin(), precisions.end(), model::Precision::bf16) != precisions.end();
     const std::string command =
         fmt::format("cllm bench model --configs {} --precision {} --steps {} --warmup {} --seed {}{}", opt->configs,

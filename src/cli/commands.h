@@ -17,5 +17,6 @@ void add_plot_command(CLI::App& app);
 void add_verify_command(CLI::App& app);
 void add_bench_gemm_command(CLI::App& bench);
 void add_bench_model_command(CLI::App& bench);
+void add_bench_attention_command(CLI::App& bench);
 
 }  // namespace cllm::cli

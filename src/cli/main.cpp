@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   cllm::cli::add_bench_scaling_command(*bench);
   cllm::cli::add_bench_gemm_command(*bench);
   cllm::cli::add_bench_model_command(*bench);
+  cllm::cli::add_bench_attention_command(*bench);
 
   try {
     app.parse(argc, argv);
