@@ -95,7 +95,7 @@ Row measure(int B, int T, int C, int NH, int reps) {
   for (float& x : dout_f) x = normal(rng);
   const std::vector<Op> qkv = operand_copy<Op>(qkv_f), dout = operand_copy<Op>(dout_f);
   std::vector<Op> out(n * C);
-  std::vector<Op> kept(static_cast<std::size_t>(B) * NH * layers::attention_probs_per_head(T));
+  std::vector<float> kept(layers::attention_kept_size(B, T, NH));
   std::vector<Op> operands(layers::attention_operand_scratch_size(T, C, NH));
   std::vector<float> scratch(layers::attention_scratch_size(T, C, NH)), dqkv(n * 3 * C);
   Row r;
@@ -106,7 +106,7 @@ Row measure(int B, int T, int C, int NH, int reps) {
     layers::attention_backward(dqkv.data(), scratch.data(), operands.data(), dout.data(), qkv.data(), kept.data(), B,
                                T, C, NH);
   });
-  r.kept_bytes = kept.size() * sizeof(Op);
+  r.kept_bytes = kept.size() * sizeof(float);
   r.scratch_bytes = scratch.size() * sizeof(float) + operands.size() * sizeof(Op);
   return r;
 }

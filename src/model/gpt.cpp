@@ -135,28 +135,27 @@ void init_params(const ParamLayout& layout, float* params, std::uint64_t seed) {
 // type Op (see layers.h); per-layer arrays are [layers][max size of one layer].
 template <class Op>
 struct Operands {
-  std::vector<Op> ln1, atty, ln2, fch_gelu, lnf, att;
+  std::vector<Op> ln1, atty, ln2, fch_gelu, lnf;
   std::vector<Op> attention;  // attention's per-head operand scratch, reused by every layer
   // bf16 only (f32 products read the f32 arrays as they are): attention's
-  // input per layer, a layer's output gradient and the logits' gradient
-  // converted for the products.
+  // input per layer, a layer's output gradient and one LM head chunk's
+  // logit gradients converted for the products.
   std::vector<Op> qkv, dout, dlogits;
 
   // size(vector, n) sizes each array (or only counts it: Workspace::planned_bytes).
   template <class Size>
-  void lay_out(const Config& c, int batch, int seq, std::size_t BT, const Size& size) {
-    const std::size_t L = sz(c.layers), C = sz(c.dim), V = sz(c.vocab), NH = sz(c.heads), LBT = L * BT;
+  void lay_out(const Config& c, int seq, std::size_t BT, std::size_t head_chunk, const Size& size) {
+    const std::size_t L = sz(c.layers), C = sz(c.dim), V = sz(c.vocab), LBT = L * BT;
     size(ln1, LBT * C);
     size(atty, LBT * C);
     size(ln2, LBT * C);
     size(fch_gelu, LBT * 4 * C);
     size(lnf, BT * C);
-    size(att, L * sz(batch) * NH * layers::attention_probs_per_head(seq));
     size(attention, layers::attention_operand_scratch_size(seq, c.dim, c.heads));
     if constexpr (!std::is_same_v<Op, float>) {
       size(qkv, LBT * 3 * C);
       size(dout, BT * 4 * C);
-      size(dlogits, BT * V);
+      size(dlogits, head_chunk * V);
     }
   }
   // Layer l's attention input in the operand type: qkv_f32 itself for f32.
@@ -170,7 +169,7 @@ struct Operands {
 
   std::size_t bytes() const {
     std::size_t n = 0;
-    for (const auto* v : {&ln1, &atty, &ln2, &fch_gelu, &lnf, &att, &attention, &qkv, &dout, &dlogits}) n += v->size();
+    for (const auto* v : {&ln1, &atty, &ln2, &fch_gelu, &lnf, &attention, &qkv, &dout, &dlogits}) n += v->size();
     return n * sizeof(Op);
   }
 };
@@ -179,10 +178,13 @@ struct Workspace::Buffers {
   Config cfg;
   int max_batch, max_seq;
   std::size_t max_bt;
+  int head_chunk;  // rows of the LM head's chunk (layers::lm_head_chunk_rows)
   Precision precision;
-  // f32 activations; per-layer arrays are [layers][max size of one layer]
-  std::vector<float> encoded, ln1_mean, ln1_rstd, qkv, res2, ln2_mean, ln2_rstd, fch, res3, lnf_mean, lnf_rstd,
-      logits, probs, losses;
+  // f32 activations; per-layer arrays are [layers][max size of one layer].
+  // att_lse: attention's per-row log-sum-exp, (B,NH,T) per layer; head_lse:
+  // the LM head's per-row log-sum-exp; logits: one chunk of the head's rows.
+  std::vector<float> encoded, ln1_mean, ln1_rstd, qkv, att_lse, res2, ln2_mean, ln2_rstd, fch, res3, lnf_mean,
+      lnf_rstd, logits, head_lse;
   // gradients of activations, reused by every layer
   std::vector<float> dres, dbig, dsmall;
   std::vector<float> attention_scratch;  // forward and backward, reused by every layer
@@ -201,12 +203,14 @@ struct Workspace::Buffers {
       if (allocate) v.resize(n);
     };
     max_bt = sz(batch) * sz(seq);
+    head_chunk = layers::lm_head_chunk_rows(batch * seq, c.vocab);
     const std::size_t L = sz(c.layers), C = sz(c.dim), V = sz(c.vocab);
     const std::size_t BT = max_bt, LBT = L * BT;
     size(encoded, BT * C);
     size(ln1_mean, LBT);
     size(ln1_rstd, LBT);
     size(qkv, LBT * 3 * C);
+    size(att_lse, L * layers::attention_kept_size(batch, seq, c.heads));
     size(res2, LBT * C);
     size(ln2_mean, LBT);
     size(ln2_rstd, LBT);
@@ -214,17 +218,16 @@ struct Workspace::Buffers {
     size(res3, LBT * C);
     size(lnf_mean, BT);
     size(lnf_rstd, BT);
-    size(logits, BT * V);
-    size(probs, BT * V);
-    size(losses, BT);
+    size(logits, sz(head_chunk) * V);
+    size(head_lse, BT);
     size(dres, BT * C);
     size(dbig, BT * 4 * C);
     size(dsmall, BT * C);
     size(attention_scratch, layers::attention_scratch_size(seq, c.dim, c.heads));
     if (p == Precision::bf16) {
-      bf16.lay_out(c, batch, seq, BT, size);
+      bf16.lay_out(c, seq, BT, sz(head_chunk), size);
     } else {
-      f32.lay_out(c, batch, seq, BT, size);
+      f32.lay_out(c, seq, BT, sz(head_chunk), size);
     }
     size(tokens, BT);
     size(targets, BT);
@@ -241,8 +244,8 @@ struct Workspace::Buffers {
 
   std::size_t bytes() const {
     std::size_t n = 0;
-    for (const auto* v : {&encoded, &ln1_mean, &ln1_rstd, &qkv, &res2, &ln2_mean, &ln2_rstd, &fch, &res3, &lnf_mean,
-                          &lnf_rstd, &logits, &probs, &losses, &dres, &dbig, &dsmall, &attention_scratch})
+    for (const auto* v : {&encoded, &ln1_mean, &ln1_rstd, &qkv, &att_lse, &res2, &ln2_mean, &ln2_rstd, &fch, &res3,
+                          &lnf_mean, &lnf_rstd, &logits, &head_lse, &dres, &dbig, &dsmall, &attention_scratch})
       n += v->size() * sizeof(float);
     return n + f32.bytes() + bf16.bytes() + (tokens.size() + targets.size()) * sizeof(std::int32_t);
   }
@@ -305,8 +308,6 @@ std::size_t Workspace::planned_bytes(const Config& config, int batch, int seq, P
 }
 Precision Workspace::precision() const { return buf_->precision; }
 
-const float* logits(const Workspace& ws) { return ws.buf_->logits.data(); }
-
 namespace {
 
 void check_ids(const char* what, const std::int32_t* ids, std::size_t n, int vocab) {
@@ -333,14 +334,15 @@ namespace {
 // One forward pass with matrix operands of type Op: params are the f32
 // weights (biases, LayerNorm, embeddings), mats the same layout in Op (the
 // f32 weights themselves, or their bf16 copy) for the products.
+// With logits_out null: the loss (targets in w), else the logits (B*T*V) into logits_out.
 template <class Op>
-float forward_pass(const ParamLayout& layout, const float* params, const Op* mats, bool with_targets,
+float forward_pass(const ParamLayout& layout, const float* params, const Op* mats, float* logits_out,
                    Workspace::Buffers& w) {
   const Config& cfg = layout.config();
   const int B = w.B, T = w.T, N = B * T, C = cfg.dim, V = cfg.vocab, NH = cfg.heads;
   Operands<Op>& op = w.operands<Op>();
   const std::size_t act = w.max_bt * sz(C), stats = w.max_bt;
-  const std::size_t att_stride = sz(w.max_batch) * sz(NH) * layers::attention_probs_per_head(w.max_seq);
+  const std::size_t lse_stride = layers::attention_kept_size(w.max_batch, w.max_seq, NH);
   layers::encoder_forward(w.encoded.data(), w.tokens.data(), params + layout.wte(), params + layout.wpe(), B, T, C);
   const float* residual = w.encoded.data();
   for (int l = 0; l < cfg.layers; ++l) {
@@ -359,8 +361,8 @@ float forward_pass(const ParamLayout& layout, const float* params, const Op* mat
     layers::matmul_forward(qkv, ln1, mats + p.attn_w, params + p.attn_b, nullptr, N, C, 3 * C);
     if constexpr (!std::is_same_v<Op, float>) layers::as_operand(qkv, op.qkv.data() + L * act * 3, sz(N) * 3 * sz(C));
     const Op* attention_input = op.attention_input(qkv, L, act * 3);
-    layers::attention_forward(atty, op.att.data() + L * att_stride, w.attention_scratch.data(), op.attention.data(),
-                              attention_input, B, T, C, NH);
+    layers::attention_forward(atty, w.att_lse.data() + L * lse_stride, w.attention_scratch.data(),
+                              op.attention.data(), attention_input, B, T, C, NH);
     layers::matmul_forward(res2, atty, mats + p.attn_proj_w, params + p.attn_proj_b, residual, N, C, C);
     layers::layernorm_forward(ln2, w.ln2_mean.data() + L * stats, w.ln2_rstd.data() + L * stats, res2,
                               params + p.ln2_w, params + p.ln2_b, N, C);
@@ -371,36 +373,59 @@ float forward_pass(const ParamLayout& layout, const float* params, const Op* mat
   }
   layers::layernorm_forward(op.lnf.data(), w.lnf_mean.data(), w.lnf_rstd.data(), residual,
                             params + layout.lnf_w(), params + layout.lnf_b(), N, C);
-  layers::lm_head_forward(w.logits.data(), op.lnf.data(), mats + layout.wte(), N, C, V);
-  if (!with_targets) return 0.0f;
+  if (logits_out) {
+    layers::lm_head_forward(logits_out, op.lnf.data(), mats + layout.wte(), N, C, V);
+    return 0.0f;
+  }
   w.ready_for_backward = true;
-  return layers::crossentropy_forward(w.probs.data(), w.losses.data(), w.logits.data(), w.targets.data(), N, V);
+  return layers::lm_head_loss_forward(w.head_lse.data(), w.logits.data(), op.lnf.data(), mats + layout.wte(),
+                                      w.targets.data(), N, C, V, w.head_chunk);
+}
+
+// Checks the call and copies the inputs into w; targets may be null (forward_logits).
+void start_pass(const char* what, const ParamLayout& layout, const Weights& weights, const std::int32_t* tokens,
+                const std::int32_t* targets, int B, int T, Workspace::Buffers& w) {
+  const Config& cfg = layout.config();
+  if (cfg.vocab != w.cfg.vocab || cfg.layers != w.cfg.layers || cfg.dim != w.cfg.dim ||
+      cfg.heads != w.cfg.heads)
+    throw std::invalid_argument(std::string(what) + ": the workspace was made for a different model config");
+  if (B < 1 || B > w.max_batch)
+    throw std::invalid_argument(std::string(what) + ": B = " + std::to_string(B) + ", expected 1.." +
+                                std::to_string(w.max_batch));
+  if (T < 1 || T > w.max_seq)
+    throw std::invalid_argument(std::string(what) + ": T = " + std::to_string(T) + ", expected 1.." +
+                                std::to_string(w.max_seq));
+  check_weights(weights, w.precision, what);
+  const int N = B * T;
+  check_ids("tokens", tokens, sz(N), cfg.vocab);
+  if (targets) check_ids("targets", targets, sz(N), cfg.vocab);
+  w.B = B;
+  w.T = T;
+  w.ready_for_backward = false;
+  std::copy(tokens, tokens + N, w.tokens.begin());
+  if (targets) std::copy(targets, targets + N, w.targets.begin());
 }
 
 }  // namespace
 
 float forward(const ParamLayout& layout, Weights weights, const std::int32_t* tokens,
               const std::int32_t* targets, int B, int T, Workspace& ws) {
+  if (targets == nullptr) throw std::invalid_argument("forward: needs targets (forward_logits gives the logits)");
   Workspace::Buffers& w = *ws.buf_;
-  const Config& cfg = layout.config();
-  if (cfg.vocab != w.cfg.vocab || cfg.layers != w.cfg.layers || cfg.dim != w.cfg.dim ||
-      cfg.heads != w.cfg.heads)
-    throw std::invalid_argument("forward: the workspace was made for a different model config");
-  if (B < 1 || B > w.max_batch)
-    throw std::invalid_argument("forward: B = " + std::to_string(B) + ", expected 1.." + std::to_string(w.max_batch));
-  if (T < 1 || T > w.max_seq)
-    throw std::invalid_argument("forward: T = " + std::to_string(T) + ", expected 1.." + std::to_string(w.max_seq));
-  check_weights(weights, w.precision, "forward");
-  const int N = B * T, V = cfg.vocab;
-  check_ids("tokens", tokens, sz(N), V);
-  if (targets) check_ids("targets", targets, sz(N), V);
-  w.B = B;
-  w.T = T;
-  w.ready_for_backward = false;
-  std::copy(tokens, tokens + N, w.tokens.begin());
-  if (targets) std::copy(targets, targets + N, w.targets.begin());
-  if (w.precision == Precision::bf16) return forward_pass(layout, weights.f32, weights.bf16, targets != nullptr, w);
-  return forward_pass(layout, weights.f32, weights.f32, targets != nullptr, w);
+  start_pass("forward", layout, weights, tokens, targets, B, T, w);
+  if (w.precision == Precision::bf16) return forward_pass(layout, weights.f32, weights.bf16, nullptr, w);
+  return forward_pass(layout, weights.f32, weights.f32, nullptr, w);
+}
+
+void forward_logits(const ParamLayout& layout, Weights weights, const std::int32_t* tokens, int B, int T,
+                    Workspace& ws, float* logits) {
+  Workspace::Buffers& w = *ws.buf_;
+  start_pass("forward_logits", layout, weights, tokens, nullptr, B, T, w);
+  if (w.precision == Precision::bf16) {
+    forward_pass(layout, weights.f32, weights.bf16, logits, w);
+  } else {
+    forward_pass(layout, weights.f32, weights.f32, logits, w);
+  }
 }
 
 namespace {
@@ -414,16 +439,14 @@ void backward_pass(const ParamLayout& layout, const float* params, const Op* mat
   Operands<Op>& op = w.operands<Op>();
   const bool acc = !overwrite;
   const std::size_t act = w.max_bt * sz(C), stats = w.max_bt;
-  const std::size_t att_stride = sz(w.max_batch) * sz(NH) * layers::attention_probs_per_head(w.max_seq);
+  const std::size_t lse_stride = layers::attention_kept_size(w.max_batch, w.max_seq, NH);
   // An f32 gradient in the operand type, for the products (bf16: converted into op.dout).
   const auto operand = [&](const float* g, std::size_t n) { return layers::as_operand(g, op.dout.data(), n); };
 
-  float* dlogits = w.probs.data();
-  layers::crossentropy_backward(dlogits, w.probs.data(), w.targets.data(), N, V, scale / static_cast<float>(N));
   // dlnf (N,C) into dsmall; dwte (+)= the head's part
-  layers::lm_head_backward(w.dsmall.data(), grad + layout.wte(),
-                           layers::as_operand(dlogits, op.dlogits.data(), sz(N) * sz(V)), op.lnf.data(),
-                           mats + layout.wte(), N, C, V, acc);
+  layers::lm_head_loss_backward(w.dsmall.data(), grad + layout.wte(), w.logits.data(), op.dlogits.data(), op.lnf.data(),
+                                mats + layout.wte(), w.targets.data(), w.head_lse.data(), N, C, V, w.head_chunk,
+                                scale / static_cast<float>(N), acc);
 
   float* dres = w.dres.data();
   std::fill(dres, dres + sz(N) * sz(C), 0.0f);
@@ -456,7 +479,7 @@ void backward_pass(const ParamLayout& layout, const float* params, const Op* mat
     layers::matmul_backward(dsmall, grad + p.attn_proj_w, grad + p.attn_proj_b, dres, operand(dres, small), atty,
                             mats + p.attn_proj_w, N, C, C, acc);
     layers::attention_backward(dbig, w.attention_scratch.data(), op.attention.data(), operand(dsmall, small),
-                               op.attention_input(qkv, L, act * 3), op.att.data() + L * att_stride, B, T, C, NH);
+                               op.attention_input(qkv, L, act * 3), w.att_lse.data() + L * lse_stride, B, T, C, NH);
     layers::matmul_backward(dsmall, grad + p.attn_w, grad + p.attn_b, dbig, operand(dbig, 3 * small), ln1,
                             mats + p.attn_w, N, C, 3 * C, acc);
     layers::layernorm_backward(dres, grad + p.ln1_w, grad + p.ln1_b, dsmall, residual, params + p.ln1_w,
@@ -472,9 +495,9 @@ void backward_pass(const ParamLayout& layout, const float* params, const Op* mat
 void backward(const ParamLayout& layout, Weights weights, float* grad, float scale, bool overwrite, Workspace& ws) {
   Workspace::Buffers& w = *ws.buf_;
   if (!w.ready_for_backward)
-    throw std::logic_error("backward: needs a forward with targets first (and runs once per forward)");
+    throw std::logic_error("backward: needs a forward first (one backward per forward)");
   check_weights(weights, w.precision, "backward");
-  w.ready_for_backward = false;  // the probabilities are overwritten by their gradient below
+  w.ready_for_backward = false;  // a second backward would add the same gradient again
   if (w.precision == Precision::bf16) return backward_pass(layout, weights.f32, weights.bf16, grad, scale, overwrite, w);
   backward_pass(layout, weights.f32, weights.f32, grad, scale, overwrite, w);
 }

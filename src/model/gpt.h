@@ -144,26 +144,29 @@ class Workspace {
  private:
   friend float forward(const ParamLayout&, Weights, const std::int32_t*, const std::int32_t*, int, int, Workspace&);
   friend void backward(const ParamLayout&, Weights, float*, float, bool, Workspace&);
-  friend const float* logits(const Workspace&);
+  friend void forward_logits(const ParamLayout&, Weights, const std::int32_t*, int, int, Workspace&, float*);
   std::unique_ptr<Buffers> buf_;
 };
 
-// tokens, targets: B*T int32 ids in [0, vocab), row-major (B,T); targets may
-// be null (logits only, returns 0). B <= max_batch, T <= max_seq.
-// Returns the mean cross-entropy over the B*T tokens.
-// Throws std::invalid_argument for out-of-range ids or sizes, or a bf16
-// workspace without bf16 weights.
+// tokens, targets: B*T int32 ids in [0, vocab), row-major (B,T).
+// B <= max_batch, T <= max_seq. Returns the mean cross-entropy over the B*T
+// tokens. The LM head and the loss go a chunk of rows at a time: the
+// workspace never holds the (B,T,V) logits.
+// Throws std::invalid_argument for out-of-range ids or sizes, null targets,
+// or a bf16 workspace without bf16 weights.
 float forward(const ParamLayout& layout, Weights weights, const std::int32_t* tokens,
               const std::int32_t* targets, int B, int T, Workspace& ws);
 
-// After forward with targets: grad += scale * d(mean loss)/d(params), or
-// grad = ... when overwrite (then grad's old contents, even NaN, are ignored).
-// Throws std::logic_error if the last forward had no targets.
+// The logits (B,T,V) of tokens into `logits` (B*T*V floats, the caller's:
+// the workspace has room for one chunk of them only). Throws as forward.
+void forward_logits(const ParamLayout& layout, Weights weights, const std::int32_t* tokens, int B, int T,
+                    Workspace& ws, float* logits);
+
+// After forward: grad += scale * d(mean loss)/d(params), or grad = ... when
+// overwrite (then grad's old contents, even NaN, are ignored).
+// Throws std::logic_error if there was no forward since the last backward.
 void backward(const ParamLayout& layout, Weights weights, float* grad, float scale,
               bool overwrite, Workspace& ws);
-
-// Logits (B,T,V) of the last forward.
-const float* logits(const Workspace& ws);
 
 // Incremental inference for generation: step() appends one token at the next
 // position and returns the logits (V) for the token after it.

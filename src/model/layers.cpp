@@ -19,8 +19,12 @@ using kernels::sgemm;
 constexpr float kLayerNormEps = 1e-5f;
 // Attention works on blocks of this many query rows: a block's scores only
 // reach its last key, so the masked upper triangle is skipped except inside
-// diagonal blocks, and every product is still one sgemm call.
+// diagonal blocks, and every product is still one sgemm call. A block meets
+// all its keys in one product (kAttentionBlock x T scores, 256 KiB at
+// T = 1024), so its softmax is exact in one pass, with no running rescale.
 constexpr int kAttentionBlock = 64;
+// The LM head's chunk: about this many logits (32 MiB) at a time.
+constexpr int kLogitsChunkFloats = 1 << 23;
 
 // Eight independent partial sums: the loop vectorizes without reassociation
 // flags, and the order is fixed (deterministic).
@@ -61,9 +65,6 @@ void add_column_sums(float* dst, const float* src, int N, int OC, bool accumulat
   }
 }
 
-float widen(float x) { return x; }
-float widen(bf16 x) { return kernels::to_float(x); }
-
 // The matrix products, by operand type.
 void product(const GemmShape& s, const float* a, const float* b, float* c) {
   const PhaseScope scope(Phase::matmul);
@@ -96,16 +97,15 @@ void write_in_chunks(Op* out, std::size_t n, const Compute& compute) {
   }
 }
 
-// sum a[i] * b[i], a widened from the operand type.
-template <class Op>
-float dot(const Op* a, const float* b, int n) {
+// sum a[i] * b[i]
+float dot(const float* a, const float* b, int n) {
   float acc[kLanes] = {};
   int i = 0;
   for (; i + kLanes <= n; i += kLanes)
-    for (int j = 0; j < kLanes; ++j) acc[j] += widen(a[i + j]) * b[i + j];
+    for (int j = 0; j < kLanes; ++j) acc[j] += a[i + j] * b[i + j];
   float total = 0.0f;
   for (int j = 0; j < kLanes; ++j) total += acc[j];
-  for (; i < n; ++i) total += widen(a[i]) * b[i];
+  for (; i < n; ++i) total += a[i] * b[i];
   return total;
 }
 
@@ -265,31 +265,38 @@ void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dou
   matmul_backward(dinp, dweight, dbias, dout, dout, inp, weight, N, C, OC, accumulate);
 }
 
-std::size_t attention_row_offset(int T, int t) {
-  const std::size_t block = static_cast<std::size_t>(t / kAttentionBlock);
-  const std::size_t r0 = block * kAttentionBlock;
-  const std::size_t r1 = std::min<std::size_t>(r0 + kAttentionBlock, static_cast<std::size_t>(T));
-  // The blocks before are full: block j holds kAttentionBlock rows of (j+1) * kAttentionBlock keys.
-  return kAttentionBlock * kAttentionBlock * block * (block + 1) / 2 + (static_cast<std::size_t>(t) - r0) * r1;
-}
-
-std::size_t attention_probs_per_head(int T) { return T == 0 ? 0 : attention_row_offset(T, T - 1) + T; }
-
-// f32: the forward's output head and score block, the backward's dq, dk, dv
-// and score-gradient block. Operands: q, k, v and the output gradient of one
-// head, and the score-gradient block in the operand type.
+// f32: the forward's output head and one row block's scores; the backward's
+// dq, dk, dv and one row block's probabilities and their gradients.
+// Operands: q, k, v and the output gradient of one head, and one row block's
+// probabilities and score gradients in the operand type (bf16).
 std::size_t attention_scratch_size(int T, int C, int NH) {
   const std::size_t head = static_cast<std::size_t>(T) * (C / NH);
-  return 3 * head + static_cast<std::size_t>(kAttentionBlock) * T;
+  return 3 * head + 2 * static_cast<std::size_t>(kAttentionBlock) * T;
 }
 
 std::size_t attention_operand_scratch_size(int T, int C, int NH) {
   const std::size_t head = static_cast<std::size_t>(T) * (C / NH);
-  return 4 * head + static_cast<std::size_t>(kAttentionBlock) * T;
+  return 4 * head + 2 * static_cast<std::size_t>(kAttentionBlock) * T;
 }
 
+std::size_t attention_kept_size(int B, int T, int NH) {
+  return static_cast<std::size_t>(B) * static_cast<std::size_t>(NH) * static_cast<std::size_t>(T);
+}
+
+namespace {
+
+// scores (m, r1) of query rows r0.. of one head: scale * q[r0:r1] @ k[0:r1]^T.
 template <class Op>
-void attention_forward(Op* out, Op* att, float* scratch, Op* operands, const Op* qkv, int B, int T, int C,
+void block_scores(float* scores, const Op* q, const Op* k, int r0, int r1, int hs, float scale) {
+  const GemmShape qk{.trans_b = true, .m = r1 - r0, .n = r1, .k = hs, .alpha = scale,
+                     .lda = hs, .ldb = hs, .ldc = r1, .lock_free = true};
+  product(qk, q + static_cast<std::size_t>(r0) * hs, k, scores);
+}
+
+}  // namespace
+
+template <class Op>
+void attention_forward(Op* out, float* lse, float* scratch, Op* operands, const Op* qkv, int B, int T, int C,
                        int NH) {
   const PhaseScope scope(Phase::attention);
   const int hs = C / NH;
@@ -300,57 +307,58 @@ void attention_forward(Op* out, Op* att, float* scratch, Op* operands, const Op*
   Op* q = operands;  // (T, hs) each
   Op* k = q + head;
   Op* v = k + head;
+  Op* p_operand = q + 4 * head;  // one block's probabilities in the operand type (bf16), as the backward's
   float* o = scratch;
-  float* scores = o + head;  // one row block's, before they are stored as operands (bf16)
+  float* p = o + head;  // (m, r1): one row block's scores, then probabilities
   for (int b = 0; b < B; ++b)
     for (int h = 0; h < NH; ++h) {
       const Op* qkv_h = qkv + static_cast<std::size_t>(b) * T * ld + h * hs;
       gather_head(q, qkv_h, T, hs, ld);
       gather_head(k, qkv_h + C, T, hs, ld);
       gather_head(v, qkv_h + 2 * C, T, hs, ld);
-      Op* a = att + (static_cast<std::size_t>(b) * NH + h) * attention_probs_per_head(T);
+      float* lse_h = lse + (static_cast<std::size_t>(b) * NH + h) * T;
       for (int r0 = 0; r0 < T; r0 += kAttentionBlock) {
-        const int r1 = std::min(r0 + kAttentionBlock, T);
-        Op* rows = a + attention_row_offset(T, r0);  // (r1 - r0, r1)
-        float* s = scores;
-        if constexpr (std::is_same_v<Op, float>) s = rows;  // softmax in place
-        // s = scale * q[r0:r1] @ k[0:r1]^T
-        const GemmShape qk{.trans_b = true, .m = r1 - r0, .n = r1, .k = hs, .alpha = scale,
-                           .lda = hs, .ldb = hs, .ldc = r1, .lock_free = true};
-        product(qk, q + static_cast<std::size_t>(r0) * hs, k, s);
+        const int r1 = std::min(r0 + kAttentionBlock, T), m = r1 - r0;
+        block_scores(p, q, k, r0, r1, hs, scale);
         for (int t = r0; t < r1; ++t) {
-          float* row = s + static_cast<std::size_t>(t - r0) * r1;
+          float* row = p + static_cast<std::size_t>(t - r0) * r1;
           const std::size_t n = static_cast<std::size_t>(t) + 1;
-          const float inv = 1.0f / mk.exp_shift_sum(row, mk.max(row, n), n);
+          const float mx = mk.max(row, n);
+          const float sum = mk.exp_shift_sum(row, mx, n);
+          const float inv = 1.0f / sum;
           for (std::size_t j = 0; j < n; ++j) row[j] *= inv;
           std::fill(row + n, row + r1, 0.0f);  // masked: the product below reads them
+          lse_h[t] = mx + std::log(sum);
         }
-        if constexpr (!std::is_same_v<Op, float>) store(rows, s, static_cast<std::size_t>(r1 - r0) * r1);
-        // o[r0:r1] (rows, hs) = rows @ v[0:r1]
-        const GemmShape av{.m = r1 - r0, .n = hs, .k = r1, .lda = r1, .ldb = hs, .ldc = hs, .lock_free = true};
-        product(av, rows, v, o + static_cast<std::size_t>(r0) * hs);
+        // o[r0:r1] = p @ v[0:r1]
+        const GemmShape pv{.m = m, .n = hs, .k = r1, .lda = r1, .ldb = hs, .ldc = hs, .lock_free = true};
+        product(pv, as_operand(p, p_operand, static_cast<std::size_t>(m) * r1), v, o + static_cast<std::size_t>(r0) * hs);
       }
       scatter_head(out + static_cast<std::size_t>(b) * T * C + h * hs, o, T, hs, C);
     }
 }
 
 template <class Op>
-void attention_backward(float* dqkv, float* scratch, Op* operands, const Op* dout, const Op* qkv,
-                        const Op* att, int B, int T, int C, int NH) {
+void attention_backward(float* dqkv, float* scratch, Op* operands, const Op* dout, const Op* qkv, const float* lse,
+                        int B, int T, int C, int NH) {
   const PhaseScope scope(Phase::attention);
   const int hs = C / NH;
   const int ld = 3 * C;
   const std::size_t head = static_cast<std::size_t>(T) * hs;
+  const std::size_t block = static_cast<std::size_t>(kAttentionBlock) * T;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
+  const auto& mk = detail::model_kernels();
   Op* q = operands;  // (T, hs) each
   Op* k = q + head;
   Op* v = k + head;
   Op* d = v + head;
-  Op* ds_operand = d + head;  // ds below in the operand type (bf16)
-  float* dq = scratch;        // (T, hs) each
+  Op* p_operand = d + head;  // p and ds below in the operand type (bf16)
+  Op* ds_operand = p_operand + block;
+  float* dq = scratch;  // (T, hs) each
   float* dk = dq + head;
   float* dv = dk + head;
-  float* ds = dv + head;  // (r1 - r0, r1): one row block's score gradients
+  float* p = dv + head;  // (m, r1) each: one row block's probabilities, recomputed,
+  float* ds = p + block;  // and their score gradients
   for (int b = 0; b < B; ++b)
     for (int h = 0; h < NH; ++h) {
       const std::size_t qoff = static_cast<std::size_t>(b) * T * ld + h * hs;
@@ -359,23 +367,30 @@ void attention_backward(float* dqkv, float* scratch, Op* operands, const Op* dou
       gather_head(v, qkv + qoff + 2 * C, T, hs, ld);
       gather_head(d, dout + static_cast<std::size_t>(b) * T * C + h * hs, T, hs, C);
       std::fill(dk, dk + 2 * head, 0.0f);  // dk and dv accumulate over the row blocks
-      const Op* a = att + (static_cast<std::size_t>(b) * NH + h) * attention_probs_per_head(T);
+      const float* lse_h = lse + (static_cast<std::size_t>(b) * NH + h) * T;
       for (int r0 = 0; r0 < T; r0 += kAttentionBlock) {
-        const int r1 = std::min(r0 + kAttentionBlock, T);
-        const int m = r1 - r0;
-        const Op* p = a + attention_row_offset(T, r0);  // (m, r1) probabilities
-        // ds = d[r0:r1] @ v[0:r1]^T, then through the softmax, times the score scale
-        const GemmShape datt{.trans_b = true, .m = m, .n = r1, .k = hs, .lda = hs, .ldb = hs, .ldc = r1,
-                             .lock_free = true};
-        product(datt, d + static_cast<std::size_t>(r0) * hs, v, ds);
+        const int r1 = std::min(r0 + kAttentionBlock, T), m = r1 - r0;
+        const std::size_t cells = static_cast<std::size_t>(m) * r1;
+        // p = exp(scores - lse): the forward's probabilities, from what it kept
+        block_scores(p, q, k, r0, r1, hs, scale);
+        for (int t = r0; t < r1; ++t) {
+          float* row = p + static_cast<std::size_t>(t - r0) * r1;
+          mk.exp_shift_sum(row, lse_h[t], static_cast<std::size_t>(t) + 1);
+          std::fill(row + t + 1, row + r1, 0.0f);
+        }
+        const Op* pm = as_operand(p, p_operand, cells);
+        // dp = d[r0:r1] @ v[0:r1]^T, then ds = p * (dp - rowsum(p * dp)) * scale (the softmax's backward)
+        const GemmShape dp{.trans_b = true, .m = m, .n = r1, .k = hs, .lda = hs, .ldb = hs, .ldc = r1,
+                           .lock_free = true};
+        product(dp, d + static_cast<std::size_t>(r0) * hs, v, ds);
         for (int t = r0; t < r1; ++t) {
           float* drow = ds + static_cast<std::size_t>(t - r0) * r1;
-          const Op* prow = p + static_cast<std::size_t>(t - r0) * r1;
+          const float* prow = p + static_cast<std::size_t>(t - r0) * r1;
           const float pd = dot(prow, drow, t + 1);
-          for (int j = 0; j <= t; ++j) drow[j] = widen(prow[j]) * (drow[j] - pd) * scale;
+          for (int j = 0; j <= t; ++j) drow[j] = prow[j] * (drow[j] - pd) * scale;
           std::fill(drow + t + 1, drow + r1, 0.0f);
         }
-        const Op* dsm = as_operand(ds, ds_operand, static_cast<std::size_t>(m) * r1);
+        const Op* dsm = as_operand(ds, ds_operand, cells);
         // dq[r0:r1] = ds @ k[0:r1]
         const GemmShape gq{.m = m, .n = hs, .k = r1, .lda = r1, .ldb = hs, .ldc = hs, .lock_free = true};
         product(gq, dsm, k, dq + static_cast<std::size_t>(r0) * hs);
@@ -383,13 +398,15 @@ void attention_backward(float* dqkv, float* scratch, Op* operands, const Op* dou
         const GemmShape g{.trans_a = true, .m = r1, .n = hs, .k = m, .beta = 1.0f, .lda = r1, .ldb = hs, .ldc = hs,
                           .lock_free = true};
         product(g, dsm, q + static_cast<std::size_t>(r0) * hs, dk);
-        product(g, p, d + static_cast<std::size_t>(r0) * hs, dv);
+        product(g, pm, d + static_cast<std::size_t>(r0) * hs, dv);
       }
       scatter_head(dqkv + qoff, dq, T, hs, ld);
       scatter_head(dqkv + qoff + C, dk, T, hs, ld);
       scatter_head(dqkv + qoff + 2 * C, dv, T, hs, ld);
     }
 }
+
+int lm_head_chunk_rows(int N, int V) { return std::clamp(kLogitsChunkFloats / V, 1, std::max(N, 1)); }
 
 template <class Op>
 void lm_head_forward(float* logits, const Op* x, const Op* wte, int N, int C, int V) {
@@ -398,13 +415,58 @@ void lm_head_forward(float* logits, const Op* x, const Op* wte, int N, int C, in
 }
 
 template <class Op>
-void lm_head_backward(float* dx, float* dwte, const Op* dlogits, const Op* x, const Op* wte, int N, int C, int V,
-                      bool accumulate) {
-  const GemmShape ddx{.m = N, .n = C, .k = V, .lda = V, .ldb = C, .ldc = C};
-  product(ddx, dlogits, wte, dx);
-  const GemmShape dw{.trans_a = true, .m = V, .n = C, .k = N, .beta = accumulate ? 1.0f : 0.0f,
-                     .lda = V, .ldb = C, .ldc = C};
-  product(dw, dlogits, x, dwte);
+float lm_head_loss_forward(float* lse, float* logits, const Op* x, const Op* wte, const std::int32_t* targets, int N,
+                           int C, int V, int chunk_rows) {
+  const auto& mk = detail::model_kernels();
+  const int rows = chunk_rows;
+  double total = 0.0;
+  for (int r0 = 0; r0 < N; r0 += rows) {
+    const int m = std::min(rows, N - r0);
+    lm_head_forward(logits, x + static_cast<std::size_t>(r0) * C, wte, m, C, V);
+    const PhaseScope scope(Phase::crossentropy);
+    for (int i = 0; i < m; ++i) {
+      float* row = logits + static_cast<std::size_t>(i) * V;
+      const int n = r0 + i;
+      const float target_logit = row[targets[n]];
+      const float mx = mk.max(row, static_cast<std::size_t>(V));
+      lse[n] = mx + std::log(mk.exp_shift_sum(row, mx, static_cast<std::size_t>(V)));
+      // log-sum-exp form: exact even when the target's probability underflows
+      total += static_cast<double>(lse[n] - target_logit);
+    }
+  }
+  return static_cast<float>(total / N);
+}
+
+template <class Op>
+void lm_head_loss_backward(float* dx, float* dwte, float* logits, Op* dlogits_operand, const Op* x, const Op* wte,
+                           const std::int32_t* targets, const float* lse, int N, int C, int V, int chunk_rows,
+                           float dloss, bool accumulate) {
+  const auto& mk = detail::model_kernels();
+  const int rows = chunk_rows;
+  for (int r0 = 0; r0 < N; r0 += rows) {
+    const int m = std::min(rows, N - r0);
+    const std::size_t cells = static_cast<std::size_t>(m) * V;
+    const Op* xc = x + static_cast<std::size_t>(r0) * C;
+    lm_head_forward(logits, xc, wte, m, C, V);  // recomputed: no (N, V) array is kept
+    {
+      const PhaseScope scope(Phase::crossentropy);
+      // dlogits = dloss * (softmax - onehot(target))
+      for (int i = 0; i < m; ++i) {
+        float* row = logits + static_cast<std::size_t>(i) * V;
+        const int n = r0 + i;
+        mk.exp_shift_sum(row, lse[n], static_cast<std::size_t>(V));
+        for (int j = 0; j < V; ++j) row[j] *= dloss;
+        row[targets[n]] -= dloss;
+      }
+    }
+    const Op* dl = as_operand(logits, dlogits_operand, cells);
+    // dx[r0:] (m, C) = dlogits @ wte;  dwte [V,C] (+)= dlogits^T @ x[r0:]
+    const GemmShape ddx{.m = m, .n = C, .k = V, .lda = V, .ldb = C, .ldc = C};
+    product(ddx, dl, wte, dx + static_cast<std::size_t>(r0) * C);
+    const GemmShape dw{.trans_a = true, .m = V, .n = C, .k = m, .beta = accumulate || r0 > 0 ? 1.0f : 0.0f,
+                       .lda = V, .ldb = C, .ldc = C};
+    product(dw, dl, xc, dwte);
+  }
 }
 
 template <class Op>
@@ -420,36 +482,6 @@ void gelu_backward(float* dinp, const float* inp, const float* dout, std::size_t
   detail::model_kernels().gelu_backward(dinp, inp, dout, n);
 }
 
-float crossentropy_forward(float* probs, float* losses, const float* logits,
-                           const std::int32_t* targets, int N, int V) {
-  const PhaseScope scope(Phase::crossentropy);
-  const auto& mk = detail::model_kernels();
-  double total = 0.0;
-  for (int n = 0; n < N; ++n) {
-    const std::size_t row = static_cast<std::size_t>(n) * V;
-    float* p = probs + row;
-    std::memcpy(p, logits + row, sizeof(float) * static_cast<std::size_t>(V));
-    const float mx = mk.max(p, static_cast<std::size_t>(V));
-    const float z = mk.exp_shift_sum(p, mx, static_cast<std::size_t>(V));
-    const float inv = 1.0f / z;
-    for (int i = 0; i < V; ++i) p[i] *= inv;
-    // log-sum-exp form: exact even when the target's probability underflows
-    losses[n] = std::log(z) - (logits[row + static_cast<std::size_t>(targets[n])] - mx);
-    total += static_cast<double>(losses[n]);
-  }
-  return static_cast<float>(total / N);
-}
-
-void crossentropy_backward(float* dlogits, const float* probs, const std::int32_t* targets, int N,
-                           int V, float dloss) {
-  const PhaseScope scope(Phase::crossentropy);
-  for (int n = 0; n < N; ++n) {
-    const std::size_t row = static_cast<std::size_t>(n) * V;
-    for (int i = 0; i < V; ++i) dlogits[row + i] = probs[row + i] * dloss;
-    dlogits[row + static_cast<std::size_t>(targets[n])] -= dloss;
-  }
-}
-
 // The two operand types.
 template void layernorm_forward(float*, float*, float*, const float*, const float*, const float*, int, int);
 template void layernorm_forward(bf16*, float*, float*, const float*, const float*, const float*, int, int);
@@ -460,14 +492,19 @@ template void matmul_backward(float*, float*, float*, const float*, const float*
 template void matmul_backward(float*, float*, float*, const float*, const bf16*, const bf16*, const bf16*, int, int,
                               int, bool);
 template void attention_forward(float*, float*, float*, float*, const float*, int, int, int, int);
-template void attention_forward(bf16*, bf16*, float*, bf16*, const bf16*, int, int, int, int);
+template void attention_forward(bf16*, float*, float*, bf16*, const bf16*, int, int, int, int);
 template void attention_backward(float*, float*, float*, const float*, const float*, const float*, int, int, int,
                                  int);
-template void attention_backward(float*, float*, bf16*, const bf16*, const bf16*, const bf16*, int, int, int, int);
+template void attention_backward(float*, float*, bf16*, const bf16*, const bf16*, const float*, int, int, int, int);
 template void lm_head_forward(float*, const float*, const float*, int, int, int);
 template void lm_head_forward(float*, const bf16*, const bf16*, int, int, int);
-template void lm_head_backward(float*, float*, const float*, const float*, const float*, int, int, int, bool);
-template void lm_head_backward(float*, float*, const bf16*, const bf16*, const bf16*, int, int, int, bool);
+template float lm_head_loss_forward(float*, float*, const float*, const float*, const std::int32_t*, int, int, int,
+                                    int);
+template float lm_head_loss_forward(float*, float*, const bf16*, const bf16*, const std::int32_t*, int, int, int, int);
+template void lm_head_loss_backward(float*, float*, float*, float*, const float*, const float*, const std::int32_t*,
+                                    const float*, int, int, int, int, float, bool);
+template void lm_head_loss_backward(float*, float*, float*, bf16*, const bf16*, const bf16*, const std::int32_t*,
+                                    const float*, int, int, int, int, float, bool);
 template void gelu_forward(float*, const float*, std::size_t);
 template void gelu_forward(bf16*, const float*, std::size_t);
 

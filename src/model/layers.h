@@ -59,46 +59,55 @@ void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dou
 void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                      const float* inp, const float* weight, int N, int C, int OC, bool accumulate);
 
-// Causal multi-head self-attention core (no projections), its inputs and
-// outputs in the operand type (bf16 runs its products on bf16 operands).
-// qkv (B,T,3C) = [q | k | v] -> out (B,T,C), att (B,NH) x
-// attention_probs_per_head(T) softmax probabilities, stored by blocks of
-// query rows: row t starts at attention_row_offset(T, t) and holds keys
-// 0..t (then zeros up to its block's last key). scratch holds
-// attention_scratch_size(T, C, NH) floats and operands
-// attention_operand_scratch_size(T, C, NH) elements of Op.
+// Causal multi-head self-attention core (no projections), flash-style, its
+// inputs and outputs in the operand type (bf16 runs its products on bf16
+// operands). qkv (B,T,3C) = [q | k | v] -> out (B,T,C) and lse (B,NH,T),
+// each query row's log-sum-exp of its scaled scores: all that a layer keeps
+// for its backward (attention_kept_size floats), which recomputes the
+// probabilities from q, k and lse. No T x T matrix is stored: the work goes
+// by blocks of query rows, each against the keys up to its last row (the
+// masked rest skipped), in scratch that every layer reuses:
+// attention_scratch_size(T, C, NH) floats and
+// attention_operand_scratch_size(T, C, NH) elements of Op, linear in T.
 template <class Op>
-void attention_forward(Op* out, Op* att, float* scratch, Op* operands, const Op* qkv, int B, int T, int C,
-                       int NH);
-// dout (B,T,C) -> dqkv (B,T,3C) (f32); scratch and operands as for the forward.
+void attention_forward(Op* out, float* lse, float* scratch, Op* operands, const Op* qkv, int B, int T, int C, int NH);
+// dout (B,T,C) -> dqkv (B,T,3C) (f32), from qkv and the forward's lse;
+// scratch and operands as for the forward.
 template <class Op>
-void attention_backward(float* dqkv, float* scratch, Op* operands, const Op* dout, const Op* qkv,
-                        const Op* att, int B, int T, int C, int NH);
-std::size_t attention_row_offset(int T, int t);
-std::size_t attention_probs_per_head(int T);
+void attention_backward(float* dqkv, float* scratch, Op* operands, const Op* dout, const Op* qkv, const float* lse,
+                        int B, int T, int C, int NH);
+std::size_t attention_kept_size(int B, int T, int NH);
 std::size_t attention_scratch_size(int T, int C, int NH);
 std::size_t attention_operand_scratch_size(int T, int C, int NH);
 
 // The tied LM head: x (N,C) @ wte^T -> logits (N,V).
 template <class Op>
 void lm_head_forward(float* logits, const Op* x, const Op* wte, int N, int C, int V);
-// dlogits (N,V) -> dx (N,C) = dlogits @ wte, dwte [V,C] (+)= dlogits^T @ x.
+
+// The LM head fused with the cross-entropy, chunk_rows rows at a time, so
+// that no (N,V) array exists: logits is scratch for min(chunk_rows, N) rows
+// (lm_head_chunk_rows picks the size the model uses). The forward writes lse
+// (N), each row's log-sum-exp of its logits, and returns the mean loss over
+// the N rows. chunk_rows >= 1.
 template <class Op>
-void lm_head_backward(float* dx, float* dwte, const Op* dlogits, const Op* x, const Op* wte, int N, int C, int V,
-                      bool accumulate);
+float lm_head_loss_forward(float* lse, float* logits, const Op* x, const Op* wte, const std::int32_t* targets, int N,
+                           int C, int V, int chunk_rows);
+// Recomputes each chunk's logits, then dlogits = dloss * (softmax - onehot),
+// dx (N,C) = dlogits @ wte and dwte [V,C] (+)= dlogits^T @ x. dlogits_operand:
+// a chunk's dlogits in the operand type (bf16; unused for f32).
+template <class Op>
+void lm_head_loss_backward(float* dx, float* dwte, float* logits, Op* dlogits_operand, const Op* x, const Op* wte,
+                           const std::int32_t* targets, const float* lse, int N, int C, int V, int chunk_rows,
+                           float dloss, bool accumulate);
+// Rows per chunk for N rows of vocabulary V: about 32 MiB of logits (all the
+// rows of a small vocabulary at once), enough rows to keep the products
+// compute-bound.
+int lm_head_chunk_rows(int N, int V);
 
 // GELU, tanh approximation, elementwise over n values.
 template <class Op>
 void gelu_forward(Op* out, const float* inp, std::size_t n);
 // dinp = dout * gelu'(inp); dinp may alias dout.
 void gelu_backward(float* dinp, const float* inp, const float* dout, std::size_t n);
-
-// logits (N,V) -> probs (N,V) = softmax, losses (N) = -log probs[target].
-// Returns the mean loss.
-float crossentropy_forward(float* probs, float* losses, const float* logits,
-                           const std::int32_t* targets, int N, int V);
-// dlogits (N,V) = dloss * (probs - onehot(target)); dlogits may alias probs.
-void crossentropy_backward(float* dlogits, const float* probs, const std::int32_t* targets, int N,
-                           int V, float dloss);
 
 }  // namespace cllm::model::layers

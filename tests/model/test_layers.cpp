@@ -5,12 +5,14 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/kernels.h"
 #include "model/layers.h"
 #include "model/model_kernels.h"
 #include "model/reference.h"
+#include "support/bf16_skip.h"
 
 namespace cllm::model {
 namespace {
@@ -116,33 +118,101 @@ TEST(Layers, MatmulMatchesReference) {
   }
 }
 
-TEST(Layers, AttentionMatchesReference) {
-  for (int t : {1, 5, 64, T}) {  // one token, a partial block, one full block, several
-    SCOPED_TRACE(t);
-    const std::size_t n = static_cast<std::size_t>(B) * t;
-    const auto qkv = random_vector(n * 3 * C, 21, 1.5f), dout = random_vector(n * C, 22);
-    const std::size_t att_size = static_cast<std::size_t>(B) * NH * t * t;
-    const std::size_t per_head = fast::attention_probs_per_head(t);
-    std::vector<float> out_f(n * C), out_r(n * C), att_f(B * NH * per_head, NAN), att_r(att_size);
-    std::vector<float> scratch(fast::attention_scratch_size(t, C, NH), NAN),
-        operands(fast::attention_operand_scratch_size(t, C, NH), NAN);
-    fast::attention_forward(out_f.data(), att_f.data(), scratch.data(), operands.data(), qkv.data(), B, t, C, NH);
-    ref::attention_forward(out_r.data(), att_r.data(), nullptr, qkv.data(), B, t, C, NH);
-    expect_close(out_f, out_r, 1e-5f, "attention out");
-    for (std::size_t head = 0; head < static_cast<std::size_t>(B) * NH; ++head)  // the causal part of each row
-      for (int row = 0; row < t; ++row) {
-        const float* f = att_f.data() + head * per_head + fast::attention_row_offset(t, row);
-        const float* r = att_r.data() + (head * t + row) * t;
-        for (int s = 0; s <= row; ++s) ASSERT_NEAR(f[s], r[s], 1e-6f) << "head " << head << " row " << row << " key " << s;
+// x rounded to bf16, as bf16 and back as f32 (the oracle's inputs).
+std::vector<kernels::bf16> to_bf16(const std::vector<float>& x) {
+  std::vector<kernels::bf16> out(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) out[i] = kernels::to_bf16(x[i]);
+  return out;
+}
+std::vector<float> widened(const std::vector<kernels::bf16>& x) {
+  std::vector<float> out(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) out[i] = kernels::to_float(x[i]);
+  return out;
+}
+
+// Each query row's log-sum-exp of its scaled causal scores, in double.
+std::vector<float> naive_lse(const std::vector<float>& qkv, int b_count, int t_count, int c, int nh) {
+  const int hs = c / nh;
+  std::vector<float> lse(static_cast<std::size_t>(b_count) * nh * t_count);
+  for (int b = 0; b < b_count; ++b)
+    for (int h = 0; h < nh; ++h)
+      for (int t = 0; t < t_count; ++t) {
+        std::vector<double> s(static_cast<std::size_t>(t) + 1);
+        for (int j = 0; j <= t; ++j) {
+          double d = 0;
+          for (int i = 0; i < hs; ++i)
+            d += static_cast<double>(qkv[(static_cast<std::size_t>(b) * t_count + t) * 3 * c + h * hs + i]) *
+                 static_cast<double>(qkv[(static_cast<std::size_t>(b) * t_count + j) * 3 * c + c + h * hs + i]);
+          s[static_cast<std::size_t>(j)] = d / std::sqrt(static_cast<double>(hs));
+        }
+        const double mx = *std::max_element(s.begin(), s.end());
+        double z = 0;
+        for (double x : s) z += std::exp(x - mx);
+        lse[(static_cast<std::size_t>(b) * nh + h) * t_count + t] = static_cast<float>(mx + std::log(z));
       }
-    std::vector<float> dqkv_f(n * 3 * C, NAN), dqkv_r(n * 3 * C);
-    std::fill(scratch.begin(), scratch.end(), NAN);
-    std::fill(operands.begin(), operands.end(), NAN);
-    fast::attention_backward(dqkv_f.data(), scratch.data(), operands.data(), dout.data(), qkv.data(), att_f.data(), B,
-                             t, C, NH);
-    ref::attention_backward(dqkv_r.data(), nullptr, dout.data(), qkv.data(), att_r.data(), B, t, C, NH);
-    expect_close(dqkv_f, dqkv_r, 1e-5f, "attention dqkv");
+  return lse;
+}
+
+struct AttentionCase {
+  int b, t, c, nh;
+};
+
+// Runs the fast attention in operand type Op on qkv (rounded to Op) and the
+// reference on the same rounded values: out, lse and dqkv within tol.
+template <class Op>
+void check_attention(const AttentionCase& k, float tol) {
+  SCOPED_TRACE(testing::Message() << "B " << k.b << " T " << k.t << " C " << k.c << " heads " << k.nh);
+  const std::size_t n = static_cast<std::size_t>(k.b) * k.t;
+  const auto qkv_f = random_vector(n * 3 * k.c, 21, 1.5f), dout_f = random_vector(n * k.c, 22);
+  std::vector<Op> qkv(qkv_f.size()), dout(dout_f.size()), out(n * k.c);
+  std::vector<float> qkv_r = qkv_f, dout_r = dout_f;
+  if constexpr (std::is_same_v<Op, float>) {
+    qkv = qkv_f, dout = dout_f;
+  } else {
+    qkv = to_bf16(qkv_f), dout = to_bf16(dout_f);
+    qkv_r = widened(qkv), dout_r = widened(dout);
   }
+  std::vector<float> lse(fast::attention_kept_size(k.b, k.t, k.nh), NAN), out_r(n * k.c),
+      att_r(static_cast<std::size_t>(k.b) * k.nh * k.t * k.t);
+  std::vector<float> scratch(fast::attention_scratch_size(k.t, k.c, k.nh), NAN);
+  std::vector<Op> operands(fast::attention_operand_scratch_size(k.t, k.c, k.nh));
+  fast::attention_forward(out.data(), lse.data(), scratch.data(), operands.data(), qkv.data(), k.b, k.t, k.c, k.nh);
+  ref::attention_forward(out_r.data(), att_r.data(), nullptr, qkv_r.data(), k.b, k.t, k.c, k.nh);
+  if constexpr (std::is_same_v<Op, float>) {
+    expect_close(out, out_r, tol, "attention out");
+  } else {
+    expect_close(widened(out), out_r, tol, "attention out");
+  }
+  expect_close(lse, naive_lse(qkv_r, k.b, k.t, k.c, k.nh), 1e-5f, "log-sum-exp");
+  std::vector<float> dqkv(n * 3 * k.c, NAN), dqkv_r(n * 3 * k.c);
+  std::fill(scratch.begin(), scratch.end(), NAN);  // the backward owes nothing to the forward's scratch
+  fast::attention_backward(dqkv.data(), scratch.data(), operands.data(), dout.data(), qkv.data(), lse.data(), k.b,
+                           k.t, k.c, k.nh);
+  ref::attention_backward(dqkv_r.data(), nullptr, dout_r.data(), qkv_r.data(), att_r.data(), k.b, k.t, k.c, k.nh);
+  expect_close(dqkv, dqkv_r, tol, "attention dqkv");
+}
+
+// One token, partial blocks, exactly one block and one more row, several
+// blocks, a long context; head sizes 8, 12, 32 and 64.
+const AttentionCase kAttentionCases[] = {{2, 1, 24, 3},  {2, 7, 24, 3},   {2, 64, 48, 4}, {1, 65, 64, 2},
+                                         {2, 257, 24, 3}, {1, 1024, 16, 2}, {3, 71, 128, 2}};
+
+TEST(Layers, AttentionMatchesReference) {
+  for (const AttentionCase& k : kAttentionCases) check_attention<float>(k, 1e-5f);
+}
+
+TEST(Layers, Bf16AttentionMatchesReference) {
+  SKIP_WITHOUT_NATIVE_BF16();
+  // bf16 probabilities and score gradients (8 bits of mantissa) feed the products.
+  for (const AttentionCase& k : kAttentionCases) check_attention<kernels::bf16>(k, 2e-2f);
+}
+
+TEST(Layers, AttentionKeepsNoTimesTMatrix) {
+  // What a layer keeps is one float per query row and head; the scratch all
+  // layers share grows linearly in T.
+  EXPECT_EQ(fast::attention_kept_size(4, 1024, 12), std::size_t{4} * 12 * 1024);
+  for (int t : {256, 1024, 4096})
+    EXPECT_LE(fast::attention_scratch_size(2 * t, 768, 12), 2 * fast::attention_scratch_size(t, 768, 12)) << t;
 }
 
 TEST(Layers, GeluMatchesReference) {
@@ -157,20 +227,58 @@ TEST(Layers, GeluMatchesReference) {
   expect_close(d_f, d_r, 1e-6f, "gelu backward");
 }
 
-TEST(Layers, CrossEntropyMatchesReference) {
-  auto logits = random_vector(N * V, 25, 4.0f);
-  logits[3] = 80.0f;  // a large logit: the max shift must keep exp finite
-  const auto targets = random_ids(N, V, 26);
-  std::vector<float> p_f(N * V), p_r(N * V), l_f(N), l_r(N);
-  const float loss_f = fast::crossentropy_forward(p_f.data(), l_f.data(), logits.data(), targets.data(), N, V);
-  const float loss_r = ref::crossentropy_forward(p_r.data(), l_r.data(), logits.data(), targets.data(), N, V);
-  EXPECT_NEAR(loss_f, loss_r, 1e-5f * loss_r);
-  expect_close(p_f, p_r, 1e-6f, "probs");
-  expect_close(l_f, l_r, 1e-6f, "losses");
-  std::vector<float> d_r(N * V);
-  ref::crossentropy_backward(d_r.data(), p_r.data(), targets.data(), N, V, 0.25f);
-  fast::crossentropy_backward(p_f.data(), p_f.data(), targets.data(), N, V, 0.25f);  // in place
-  expect_close(p_f, d_r, 1e-6f, "dlogits");
+// wte [V,C] as the [C,V] weight of a plain linear layer, for the oracle.
+std::vector<float> transposed(const std::vector<float>& w, int rows, int cols) {
+  std::vector<float> t(w.size());
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < cols; ++c) t[static_cast<std::size_t>(c) * rows + r] = w[static_cast<std::size_t>(r) * cols + c];
+  return t;
+}
+
+// The fused, chunked LM head + cross-entropy against the reference linear
+// layer and cross-entropy on the full logits: loss, dx and dwte, for chunk
+// sizes that do not divide the rows, one row, and more than all of them.
+TEST(Layers, FusedLmHeadMatchesReference) {
+  auto x = random_vector(N * C, 25, 1.0f);
+  auto wte = random_vector(V * C, 26, 2.0f);
+  wte[3] = 40.0f;  // a large logit: the max shift must keep exp finite
+  const auto targets = random_ids(N, V, 27);
+  const float dloss = 0.25f;
+  // oracle: logits = x @ wte^T, then the reference cross-entropy and its gradient back through the product
+  const auto wte_t = transposed(wte, V, C);
+  std::vector<float> logits_r(N * V), probs_r(N * V), losses_r(N), dx_r(N * C), dwte_t_r(C * V), dbias(V);
+  ref::matmul_forward(logits_r.data(), x.data(), wte_t.data(), nullptr, nullptr, N, C, V);
+  const float loss_r = ref::crossentropy_forward(probs_r.data(), losses_r.data(), logits_r.data(), targets.data(), N, V);
+  ref::crossentropy_backward(probs_r.data(), probs_r.data(), targets.data(), N, V, dloss);
+  ref::matmul_backward(dx_r.data(), dwte_t_r.data(), dbias.data(), probs_r.data(), x.data(), wte_t.data(), N, C, V,
+                       false);
+  const auto dwte_r = transposed(dwte_t_r, C, V);
+  for (int chunk : {1, 5, 64, N, N + 3}) {
+    SCOPED_TRACE(chunk);
+    for (bool accumulate : {false, true}) {
+      std::vector<float> lse(N, NAN), logits(static_cast<std::size_t>(std::min(chunk, N)) * V, NAN), dx(N * C, NAN);
+      const float loss = fast::lm_head_loss_forward(lse.data(), logits.data(), x.data(), wte.data(), targets.data(), N,
+                                                    C, V, chunk);
+      EXPECT_NEAR(loss, loss_r, 1e-5f * loss_r);
+      auto dwte = accumulate ? random_vector(V * C, 28) : std::vector<float>(V * C, NAN);
+      std::vector<float> expected_dwte = dwte_r;
+      if (accumulate)
+        for (std::size_t i = 0; i < dwte.size(); ++i) expected_dwte[i] += dwte[i];
+      fast::lm_head_loss_backward(dx.data(), dwte.data(), logits.data(), logits.data(), x.data(), wte.data(),
+                                  targets.data(), lse.data(), N, C, V, chunk, dloss, accumulate);
+      expect_close(dx, dx_r, 1e-5f, "dx");
+      expect_close(dwte, expected_dwte, 1e-5f, "dwte");
+    }
+  }
+}
+
+TEST(Layers, LmHeadChunkHoldsBoundedLogits) {
+  // GPT-2's vocabulary: a chunk of rows, not all of them; a small one: all rows at once.
+  const int rows = fast::lm_head_chunk_rows(8192, 50257);
+  EXPECT_GE(rows, 64);
+  EXPECT_LT(rows, 8192);
+  EXPECT_EQ(fast::lm_head_chunk_rows(8192, 256), 8192);
+  EXPECT_EQ(fast::lm_head_chunk_rows(3, 50257), 3);
 }
 
 TEST(ModelKernels, EveryTargetMatchesScalar) {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "model/gpt.h"
+#include "model/layers.h"
 
 namespace cllm::model {
 namespace {
@@ -129,12 +130,16 @@ TEST(Forward, RejectsBadInput) {
   tokens[7] = 3;
   targets[0] = 1000;
   EXPECT_THROW(forward(layout, p.data(), tokens.data(), targets.data(), 2, 5, ws), std::invalid_argument);
-  EXPECT_THROW(forward(layout, p.data(), tokens.data(), nullptr, 3, 5, ws), std::invalid_argument);
-  EXPECT_THROW(forward(layout, p.data(), tokens.data(), nullptr, 2, 6, ws), std::invalid_argument);
+  EXPECT_THROW(forward(layout, p.data(), tokens.data(), targets.data(), 3, 5, ws), std::invalid_argument);
+  EXPECT_THROW(forward(layout, p.data(), tokens.data(), targets.data(), 2, 6, ws), std::invalid_argument);
+  EXPECT_THROW(forward(layout, p.data(), tokens.data(), nullptr, 2, 5, ws), std::invalid_argument);
+  std::vector<float> logits(static_cast<std::size_t>(3 * 5 * tiny_config().vocab));
+  EXPECT_THROW(forward_logits(layout, p.data(), tokens.data(), 3, 5, ws, logits.data()), std::invalid_argument);
   EXPECT_THROW(Workspace(tiny_config(), 1, 10), std::invalid_argument);  // seq > context
   EXPECT_THROW(Workspace(tiny_config(), 0, 4), std::invalid_argument);
   std::vector<float> g(layout.total());
-  forward(layout, p.data(), tokens.data(), nullptr, 2, 5, ws);  // logits only
+  std::vector<float> some_logits(static_cast<std::size_t>(2 * 5 * tiny_config().vocab));
+  forward_logits(layout, p.data(), tokens.data(), 2, 5, ws, some_logits.data());  // no loss: nothing to backpropagate
   EXPECT_THROW(backward(layout, p.data(), g.data(), 1.0f, true, ws), std::logic_error);
 }
 
@@ -211,6 +216,26 @@ TEST(Backward, OverwriteAddAndScale) {
   }
 }
 
+// GPT-2 124M's shape: activations grow linearly in T (no T x T attention
+// matrix) and the vocabulary costs one chunk of LM head rows, not (B,T,V).
+TEST(Workspace, GrowsLinearlyInTAndHoldsOneChunkOfLogits) {
+  const Config gpt2{50257, 12, 768, 12, 2048};
+  Config bytes_vocab = gpt2;
+  bytes_vocab.vocab = 256;
+  for (const Precision p : {Precision::fp32, Precision::bf16}) {
+    SCOPED_TRACE(std::string(precision_name(p)));
+    for (int t : {128, 256, 512, 1024})
+      EXPECT_LE(static_cast<double>(Workspace::planned_bytes(gpt2, 4, 2 * t, p)),
+                2.2 * static_cast<double>(Workspace::planned_bytes(gpt2, 4, t, p)))
+          << "T " << t << " -> " << 2 * t;
+    const std::size_t n = 4 * 1024, chunk = static_cast<std::size_t>(layers::lm_head_chunk_rows(4 * 1024, 50257));
+    const std::size_t vocab_cost =
+        Workspace::planned_bytes(gpt2, 4, 1024, p) - Workspace::planned_bytes(bytes_vocab, 4, 1024, p);
+    EXPECT_LE(vocab_cost, chunk * 50257 * (sizeof(float) + sizeof(kernels::bf16)));
+    EXPECT_LT(vocab_cost, n * 50257 * sizeof(float) / 10) << "a tenth of the (B,T,V) logits";
+  }
+}
+
 // The memory plan's figure is what the workspace then holds, in both precisions.
 TEST(Workspace, PlannedBytesAreTheBytesItHolds) {
   for (const Precision p : {Precision::fp32, Precision::bf16}) {
@@ -244,8 +269,8 @@ TEST(KvCache, LogitsMatchFullForwardAtEveryPosition) {
   const int T = c.context;
   const auto tokens = random_ids(static_cast<std::size_t>(T), c.vocab, 15);
   Workspace ws(c, 1, T);
-  forward(layout, p.data(), tokens.data(), nullptr, 1, T, ws);
-  const float* full = logits(ws);
+  std::vector<float> full(static_cast<std::size_t>(T) * c.vocab);
+  forward_logits(layout, p.data(), tokens.data(), 1, T, ws, full.data());
   KvCache cache(c);
   for (int round = 0; round < 2; ++round) {  // reset() starts over
     cache.reset();
