@@ -116,6 +116,15 @@ void gemm_bf16(const GemmShape& s, const bf16* a, const bf16* b, float* c) {
 #endif
 }
 
+bool lock_free_products_available() {
+#if CLLM_HAVE_ONEDNN
+  static const bool available = detail::onednn_has_brgemm();
+  return available;
+#else
+  return false;
+#endif
+}
+
 Bf16Support bf16_support() {
 #if CLLM_HAVE_ONEDNN
   static const Bf16Support support = detail::onednn_bf16_support();

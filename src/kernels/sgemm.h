@@ -71,6 +71,11 @@ struct Bf16Support {
 };
 Bf16Support bf16_support();
 
+// Whether products marked lock_free run without taking a lock on this CPU:
+// oneDNN's brgemm matmul kernels (AVX-512 and up in oneDNN 2.6). Elsewhere
+// they run on dnnl_sgemm, which takes its mutex on every call.
+bool lock_free_products_available();
+
 std::string_view gemm_backend_name(GemmBackend backend);
 // The library's version and the CPU kernels it picked, e.g. for `cllm bench gemm`.
 std::string gemm_backend_description(GemmBackend backend);

@@ -307,6 +307,11 @@ void gemm_bf16_onednn(const GemmShape& s, const bf16* a, const bf16* b, float* c
   thread_products().run(ShapeKey{s, dnnl::memory::data_type::bf16}, a, b, c);
 }
 
+bool onednn_has_brgemm() {
+  const GemmShape s{.trans_b = true, .m = 64, .n = 64, .k = 64, .lda = 64, .ldb = 64, .ldc = 64, .lock_free = true};
+  return SharedProducts::instance().get(ShapeKey{s, dnnl::memory::data_type::f32}).primitive.get(true) != nullptr;
+}
+
 Bf16Support onednn_bf16_support() {
   const auto isa = static_cast<unsigned>(dnnl_get_effective_cpu_isa());
   const auto has = [isa](dnnl_cpu_isa_t wanted) { return (isa & wanted) == static_cast<unsigned>(wanted); };

@@ -184,6 +184,8 @@ TEST(GemmOnednnPaths, OnednnBrgemmPathToo) {
 // no thread: StartsNoThreads).
 TEST(GemmOnednnPaths, LockFreeProductsMatchAndTakeNoLock) {
   if (!k::gemm_backend_available(k::GemmBackend::onednn)) GTEST_SKIP() << "this build has no onednn backend";
+  if (!k::lock_free_products_available())
+    GTEST_SKIP() << "oneDNN has no brgemm matmul for this CPU (AVX-512 and up): lock-free shapes take dnnl_sgemm";
   struct Dims { int m, n, k; };
   const Dims dims[] = {{64, 64, 32}, {64, 128, 64}, {64, 64, 256}, {256, 128, 64}, {64, 192, 128}};
   unsigned seed = 500;
@@ -209,6 +211,8 @@ TEST(GemmOnednnPaths, LockFreeProductsMatchAndTakeNoLock) {
 // either (the thread's own set-up, on an unrelated shape first, may).
 TEST(GemmOnednnPaths, LateThreadRunsTheOthersShapesWithoutALock) {
   if (!k::gemm_backend_available(k::GemmBackend::onednn)) GTEST_SKIP() << "this build has no onednn backend";
+  if (!k::lock_free_products_available())
+    GTEST_SKIP() << "oneDNN has no brgemm matmul for this CPU (AVX-512 and up): lock-free shapes take dnnl_sgemm";
   Matrices made = make_problem(false, true, 48, 96, 80, 1.0f, 0.0f, 0, 900);
   made.shape.lock_free = true;
   std::vector<float> c = made.c;
