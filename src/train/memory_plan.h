@@ -1,6 +1,6 @@
 // The memory a training run will need, worked out before anything large is
 // allocated: parameters, per-lane gradient buffers, AdamW moments, the bf16
-// weight copy, per-lane workspaces, generation's KV cache, on top of what
+// weight copy, per-lane workspaces and GEMM scratch, generation's KV cache, on top of what
 // the process already holds (code, libraries, the loaded data). A run that
 // would not fit in the memory available stops at once with one message
 // instead of being killed by the kernel half-way.
