@@ -133,10 +133,14 @@ void init_params(const ParamLayout& layout, float* params, std::uint64_t seed) {
 
 // The activations that only feed matrix products, in the products' operand
 // type Op (see layers.h); per-layer arrays are [layers][max size of one layer].
+// The LayerNorm and GELU outputs are one layer's only: the backward
+// recomputes them from the layer's inputs, which it keeps anyway (cheap,
+// elementwise, and 6 of the 16 floats a layer would keep per token and d).
 template <class Op>
 struct Operands {
-  std::vector<Op> ln1, atty, ln2, fch_gelu, lnf;
-  std::vector<Op> attention;  // attention's per-head operand scratch, reused by every layer
+  std::vector<Op> atty, lnf;
+  std::vector<Op> ln, fch_gelu;  // ln_1 or ln_2, and GELU's output, of the layer at hand
+  std::vector<Op> attention;     // attention's per-head operand scratch, reused by every layer
   // bf16 only (f32 products read the f32 arrays as they are): attention's
   // input per layer, a layer's output gradient and one LM head chunk's
   // logit gradients converted for the products.
@@ -146,11 +150,10 @@ struct Operands {
   template <class Size>
   void lay_out(const Config& c, int seq, std::size_t BT, std::size_t head_chunk, const Size& size) {
     const std::size_t L = sz(c.layers), C = sz(c.dim), V = sz(c.vocab), LBT = L * BT;
-    size(ln1, LBT * C);
     size(atty, LBT * C);
-    size(ln2, LBT * C);
-    size(fch_gelu, LBT * 4 * C);
     size(lnf, BT * C);
+    size(ln, BT * C);
+    size(fch_gelu, BT * 4 * C);
     size(attention, layers::attention_operand_scratch_size(seq, c.dim, c.heads));
     if constexpr (!std::is_same_v<Op, float>) {
       size(qkv, LBT * 3 * C);
@@ -169,7 +172,7 @@ struct Operands {
 
   std::size_t bytes() const {
     std::size_t n = 0;
-    for (const auto* v : {&ln1, &atty, &ln2, &fch_gelu, &lnf, &attention, &qkv, &dout, &dlogits}) n += v->size();
+    for (const auto* v : {&atty, &lnf, &ln, &fch_gelu, &attention, &qkv, &dout, &dlogits}) n += v->size();
     return n * sizeof(Op);
   }
 };
@@ -209,7 +212,8 @@ struct Workspace::Buffers {
     size(encoded, BT * C);
     size(ln1_mean, LBT);
     size(ln1_rstd, LBT);
-    size(qkv, LBT * 3 * C);
+    // bf16 attention reads its bf16 copy (Operands::qkv): the f32 product is one layer's only
+    size(qkv, (p == Precision::bf16 ? BT : LBT) * 3 * C);
     size(att_lse, L * layers::attention_kept_size(batch, seq, c.heads));
     size(res2, LBT * C);
     size(ln2_mean, LBT);
@@ -231,6 +235,11 @@ struct Workspace::Buffers {
     }
     size(tokens, BT);
     size(targets, BT);
+  }
+
+  // Layer l's f32 qkv (bf16 workspaces keep one layer's: attention reads the bf16 copy).
+  float* qkv_of(std::size_t layer) {
+    return qkv.data() + (precision == Precision::bf16 ? 0 : layer * max_bt * 3 * sz(cfg.dim));
   }
 
   template <class Op>
@@ -348,25 +357,24 @@ float forward_pass(const ParamLayout& layout, const float* params, const Op* mat
   for (int l = 0; l < cfg.layers; ++l) {
     const ParamLayout::Block& p = layout.block(l);
     const std::size_t L = sz(l);
-    Op* ln1 = op.ln1.data() + L * act;
-    float* qkv = w.qkv.data() + L * act * 3;
+    Op* ln = op.ln.data();  // ln_1's output, then ln_2's
+    float* qkv = w.qkv_of(L);
     Op* atty = op.atty.data() + L * act;
     float* res2 = w.res2.data() + L * act;
-    Op* ln2 = op.ln2.data() + L * act;
     float* fch = w.fch.data() + L * act * 4;
-    Op* fch_gelu = op.fch_gelu.data() + L * act * 4;
+    Op* fch_gelu = op.fch_gelu.data();
     float* res3 = w.res3.data() + L * act;
-    layers::layernorm_forward(ln1, w.ln1_mean.data() + L * stats, w.ln1_rstd.data() + L * stats, residual,
+    layers::layernorm_forward(ln, w.ln1_mean.data() + L * stats, w.ln1_rstd.data() + L * stats, residual,
                               params + p.ln1_w, params + p.ln1_b, N, C);
-    layers::matmul_forward(qkv, ln1, mats + p.attn_w, params + p.attn_b, nullptr, N, C, 3 * C);
+    layers::matmul_forward(qkv, ln, mats + p.attn_w, params + p.attn_b, nullptr, N, C, 3 * C);
     if constexpr (!std::is_same_v<Op, float>) layers::as_operand(qkv, op.qkv.data() + L * act * 3, sz(N) * 3 * sz(C));
     const Op* attention_input = op.attention_input(qkv, L, act * 3);
     layers::attention_forward(atty, w.att_lse.data() + L * lse_stride, w.attention_scratch.data(),
                               op.attention.data(), attention_input, B, T, C, NH);
     layers::matmul_forward(res2, atty, mats + p.attn_proj_w, params + p.attn_proj_b, residual, N, C, C);
-    layers::layernorm_forward(ln2, w.ln2_mean.data() + L * stats, w.ln2_rstd.data() + L * stats, res2,
+    layers::layernorm_forward(ln, w.ln2_mean.data() + L * stats, w.ln2_rstd.data() + L * stats, res2,
                               params + p.ln2_w, params + p.ln2_b, N, C);
-    layers::matmul_forward(fch, ln2, mats + p.fc_w, params + p.fc_b, nullptr, N, C, 4 * C);
+    layers::matmul_forward(fch, ln, mats + p.fc_w, params + p.fc_b, nullptr, N, C, 4 * C);
     layers::gelu_forward(fch_gelu, fch, sz(N) * 4 * sz(C));
     layers::matmul_forward(res3, fch_gelu, mats + p.fc_proj_w, params + p.fc_proj_b, res2, N, 4 * C, C);
     residual = res3;
@@ -457,33 +465,38 @@ void backward_pass(const ParamLayout& layout, const float* params, const Op* mat
     const ParamLayout::Block& p = layout.block(l);
     const std::size_t L = sz(l);
     const float* residual = l == 0 ? w.encoded.data() : w.res3.data() + (L - 1) * act;
-    const Op* ln1 = op.ln1.data() + L * act;
-    const float* qkv = w.qkv.data() + L * act * 3;
+    const float* qkv = w.qkv_of(L);
     const Op* atty = op.atty.data() + L * act;
     const float* res2 = w.res2.data() + L * act;
-    const Op* ln2 = op.ln2.data() + L * act;
     const float* fch = w.fch.data() + L * act * 4;
-    const Op* fch_gelu = op.fch_gelu.data() + L * act * 4;
+    float* ln1_mean = w.ln1_mean.data() + L * stats, *ln1_rstd = w.ln1_rstd.data() + L * stats;
+    float* ln2_mean = w.ln2_mean.data() + L * stats, *ln2_rstd = w.ln2_rstd.data() + L * stats;
+    Op* ln = op.ln.data();
+    Op* fch_gelu = op.fch_gelu.data();
     float* dbig = w.dbig.data();
     float* dsmall = w.dsmall.data();
     const std::size_t small = sz(N) * sz(C), big = 4 * small;
+    // ln_2's and GELU's outputs again (the same values: stats rewritten as they were)
+    layers::layernorm_forward(ln, ln2_mean, ln2_rstd, res2, params + p.ln2_w, params + p.ln2_b, N, C);
+    layers::gelu_forward(fch_gelu, fch, big);
     // dres holds d(res3); the MLP branch and ln_2 add d(res2) into it.
     layers::matmul_backward(dbig, grad + p.fc_proj_w, grad + p.fc_proj_b, dres, operand(dres, small), fch_gelu,
                             mats + p.fc_proj_w, N, 4 * C, C, acc);
     layers::gelu_backward(dbig, fch, dbig, big);
-    layers::matmul_backward(dsmall, grad + p.fc_w, grad + p.fc_b, dbig, operand(dbig, big), ln2, mats + p.fc_w, N,
+    layers::matmul_backward(dsmall, grad + p.fc_w, grad + p.fc_b, dbig, operand(dbig, big), ln, mats + p.fc_w, N,
                             C, 4 * C, acc);
-    layers::layernorm_backward(dres, grad + p.ln2_w, grad + p.ln2_b, dsmall, res2, params + p.ln2_w,
-                               w.ln2_mean.data() + L * stats, w.ln2_rstd.data() + L * stats, N, C, acc);
+    layers::layernorm_backward(dres, grad + p.ln2_w, grad + p.ln2_b, dsmall, res2, params + p.ln2_w, ln2_mean,
+                               ln2_rstd, N, C, acc);
     // dres holds d(res2); the attention branch and ln_1 add d(residual).
     layers::matmul_backward(dsmall, grad + p.attn_proj_w, grad + p.attn_proj_b, dres, operand(dres, small), atty,
                             mats + p.attn_proj_w, N, C, C, acc);
     layers::attention_backward(dbig, w.attention_scratch.data(), op.attention.data(), operand(dsmall, small),
                                op.attention_input(qkv, L, act * 3), w.att_lse.data() + L * lse_stride, B, T, C, NH);
-    layers::matmul_backward(dsmall, grad + p.attn_w, grad + p.attn_b, dbig, operand(dbig, 3 * small), ln1,
+    layers::layernorm_forward(ln, ln1_mean, ln1_rstd, residual, params + p.ln1_w, params + p.ln1_b, N, C);
+    layers::matmul_backward(dsmall, grad + p.attn_w, grad + p.attn_b, dbig, operand(dbig, 3 * small), ln,
                             mats + p.attn_w, N, C, 3 * C, acc);
-    layers::layernorm_backward(dres, grad + p.ln1_w, grad + p.ln1_b, dsmall, residual, params + p.ln1_w,
-                               w.ln1_mean.data() + L * stats, w.ln1_rstd.data() + L * stats, N, C, acc);
+    layers::layernorm_backward(dres, grad + p.ln1_w, grad + p.ln1_b, dsmall, residual, params + p.ln1_w, ln1_mean,
+                               ln1_rstd, N, C, acc);
   }
   float* dwpe = grad + layout.wpe();
   if (overwrite) std::fill(dwpe, dwpe + sz(cfg.context) * sz(C), 0.0f);
