@@ -39,10 +39,11 @@ import sys
 import time
 
 CONFIGS = {
-    # name: layers, dim, heads, context, batch (vocab 256 for all)
+    # name: layers, dim, heads, context, batch (vocab 256 unless --vocab; gpt2: run it with --vocab 50257)
     "tiny": dict(layers=2, dim=128, heads=4, context=64, batch=16),
     "small": dict(layers=4, dim=256, heads=8, context=128, batch=8),
     "medium": dict(layers=6, dim=384, heads=6, context=256, batch=4),
+    "gpt2": dict(layers=12, dim=768, heads=12, context=1024, batch=8),
 }
 DEFAULT_BLAS_DIR = "/usr/lib/x86_64-linux-gnu/openblas-openmp"
 
