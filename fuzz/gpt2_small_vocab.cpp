@@ -29,7 +29,8 @@ void write_small_gpt2_vocab(const std::filesystem::path& dir) {
   nlohmann::json enc = nlohmann::json::object();
   for (int b = 0; b < 256; ++b) enc[byte_symbol(b)] = b;
   // Merges that build these words left to right, each piece in the vocabulary.
-  const char* words[] = {" the", " and", "ing", " of", " to", "tion", " in", " is", "er", " cat", " hello", "'s"};
+  const char* words[] = {" the", " and", "ing", " of", " to", "tion", " in", " is", "er", " cat", " hello", "'s",
+                         "   ", "\n\n", " caf\u00e9", "\u65e5\u672c"};
   std::vector<std::pair<std::string, std::string>> merges;
   std::set<std::string> known;
   int id = 256;

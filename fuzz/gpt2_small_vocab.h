@@ -1,6 +1,7 @@
 // A small GPT-2 style vocabulary (the 256 byte symbols, a few dozen merges
-// of common English pieces, <|endoftext|>) written as encoder.json and
-// vocab.bpe, for fuzzing the BPE without the 50k-token files.
+// of common English pieces, white space runs and multi-byte characters,
+// <|endoftext|>) written as encoder.json and vocab.bpe, for fuzzing the BPE
+// without the 50k-token files (and for tests/data).
 #pragma once
 
 #include <filesystem>

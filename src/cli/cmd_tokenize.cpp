@@ -1,4 +1,5 @@
-// `cllm tokenize`: text file or directory of text files -> .tok file.
+// `cllm tokenize`: text file or directory of text files -> .tok file, streamed
+// (data::tokenize_to_file).
 #include <memory>
 #include <string>
 
@@ -6,7 +7,6 @@
 
 #include "cli/commands.h"
 #include "data/dataset.h"
-#include "data/file_io.h"
 #include "data/token_file.h"
 #include "data/tokenizer.h"
 
@@ -28,16 +28,15 @@ void add_tokenize_command(CLI::App& app) {
   cmd->add_option("--out", opt->out, "Output .tok file (written crash-safely)")->required();
   cmd->callback([opt] {
     const auto tokenizer = data::make_tokenizer(opt->tokenizer, opt->encoder_json, opt->vocab_bpe);
-    if (data::is_token_file(opt->input)) throw data::file_error(opt->input, "is already a token file");
-    const data::LoadedTokens loaded = data::load_tokens(opt->input, *tokenizer);
-    data::write_token_file(opt->out, loaded.tokens, tokenizer->record());
+    const data::TokenizedText done = data::tokenize_to_file(opt->input, *tokenizer, opt->out);
     std::string skipped;  // the first few names
-    for (std::size_t i = 0; i < loaded.skipped.size() && i < 5; ++i)
-      skipped += (i ? ", " : "") + loaded.skipped[i].filename().string();
-    if (loaded.skipped.size() > 5) skipped += ", ...";
-    fmt::print("tokenized {} file(s) with the {} tokenizer: {} tokens (vocab {}, {}-byte) -> {}\n", loaded.files.size(),
-               tokenizer->name(), loaded.tokens.size(), loaded.tokens.vocab_size(), loaded.tokens.width(), opt->out);
-    if (!skipped.empty()) fmt::print("skipped {} file(s) that are not text: {}\n", loaded.skipped.size(), skipped);
+    for (std::size_t i = 0; i < done.skipped.size() && i < 5; ++i)
+      skipped += (i ? ", " : "") + done.skipped[i].filename().string();
+    if (done.skipped.size() > 5) skipped += ", ...";
+    const auto vocab = static_cast<std::uint32_t>(tokenizer->vocab_size());
+    fmt::print("tokenized {} file(s) with the {} tokenizer: {} tokens (vocab {}, {}-byte) -> {}\n", done.files.size(),
+               tokenizer->name(), done.tokens, vocab, data::token_width(vocab), opt->out);
+    if (!skipped.empty()) fmt::print("skipped {} file(s) that are not text: {}\n", done.skipped.size(), skipped);
   });
 }
 

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <new>
+#include <optional>
 #include <set>
 #include <stdexcept>
 
@@ -15,18 +17,68 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// Text files are read whole; this only guards against absurd inputs.
-constexpr std::uint64_t kMaxTextFileBytes = 64ull << 30;
+// The status of `path`; throws naming it when there is nothing there.
+fs::file_status existing(const fs::path& path) {
+  std::error_code ec;
+  const fs::file_status status = fs::status(path, ec);
+  if (!fs::exists(status)) throw file_error(path, "no such file or directory");
+  return status;
+}
 
-// Why `text` is not acceptable input for the tokenizer, or "" when it is.
-std::string text_problem(std::string_view text, const Tokenizer& tokenizer) {
-  if (const std::size_t nul = text.find('\0'); nul != std::string_view::npos)
-    return fmt::format("contains a NUL byte at offset {}: binary data, not text", nul);
-  if (tokenizer.requires_utf8())
-    if (const auto bad = find_invalid_utf8(text))
-      return fmt::format("is not valid UTF-8 (first bad byte at offset {}), which the {} tokenizer needs", *bad,
-                         tokenizer.name());
+// Receives tokens as a text is tokenized.
+using TokenSink = std::function<void(std::span<const std::int32_t>)>;
+
+// The files read and skipped of a text input (see LoadedTokens).
+struct TextFiles {
+  std::vector<fs::path> files, skipped;
+};
+
+// Reads `file` in pieces of chunk_bytes: consume(text, at_end) gets the text
+// not consumed yet (what it left of the previous piece, then the new bytes)
+// and returns how much of it it used, all of it at the end.
+template <typename Consume>
+void read_in_pieces(const InputFile& file, std::size_t chunk_bytes, Consume consume) {
+  std::string text;
+  for (std::uint64_t offset = 0; offset < file.size();) {
+    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(chunk_bytes, file.size() - offset));
+    const std::size_t kept = text.size();
+    text.resize(kept + n);
+    file.read_at(offset, text.data() + kept, n);
+    offset += n;
+    text.erase(0, consume(std::string_view(text), offset == file.size()));
+  }
+}
+
+// Why the text of `file` is not acceptable input for the tokenizer, or ""
+// when it is: the first NUL byte, else the first invalid UTF-8 (gpt2).
+std::string text_problem(const InputFile& file, const Tokenizer& tokenizer, std::size_t chunk_bytes) {
+  std::optional<std::uint64_t> nul, bad_utf8;
+  std::uint64_t at = 0;  // offset of the text consumed next
+  read_in_pieces(file, chunk_bytes, [&](std::string_view text, bool at_end) {
+    if (!at_end) text = text.substr(0, utf8_cut(text));  // a piece never ends inside a character
+    if (!nul)
+      if (const std::size_t p = text.find('\0'); p != std::string_view::npos) nul = at + p;
+    if (tokenizer.requires_utf8() && !bad_utf8)
+      if (const auto bad = find_invalid_utf8(text)) bad_utf8 = at + *bad;
+    at += text.size();
+    return text.size();
+  });
+  if (nul) return fmt::format("contains a NUL byte at offset {}: binary data, not text", *nul);
+  if (bad_utf8)
+    return fmt::format("is not valid UTF-8 (first bad byte at offset {}), which the {} tokenizer needs", *bad_utf8,
+                       tokenizer.name());
   return "";
+}
+
+// Hands the tokens of `file` to sink piece by piece, each piece cut where the
+// tokenizer allows (Tokenizer::stream_cut): the same tokens as encoding the
+// whole text. A piece grows past chunk_bytes until it holds such a place.
+void encode_file(const InputFile& file, const Tokenizer& tokenizer, std::size_t chunk_bytes, const TokenSink& sink) {
+  read_in_pieces(file, chunk_bytes, [&](std::string_view text, bool at_end) {
+    const std::size_t n = at_end ? text.size() : tokenizer.stream_cut(text);
+    if (n > 0) sink(tokenizer.encode(text.substr(0, n)));
+    return n;
+  });
 }
 
 // The regular files directly in `dir` (symlinks followed), sorted by name,
@@ -55,45 +107,55 @@ std::string tokenizer_vocab_mismatch(std::uint32_t file_vocab, const Tokenizer& 
                      "tokenizer?)", file_vocab, tokenizer.name(), tokenizer.vocab_size());
 }
 
-LoadedTokens read_tokens(const fs::path& path, const Tokenizer& tokenizer) {
-  const auto vocab = static_cast<std::uint32_t>(tokenizer.vocab_size());
-  std::error_code ec;
-  const fs::file_status status = fs::status(path, ec);
-  if (!fs::exists(status)) throw file_error(path, "no such file or directory");
-
-  if (!fs::is_directory(status)) {
-    if (path.extension() == ".tok" || is_token_file(path)) {
-      if (const auto recorded = read_token_file_tokenizer(path)) check_tokenizer(path, *recorded, tokenizer);
-      LoadedTokens loaded{read_token_file(path), {path}, {}};
-      if (loaded.tokens.vocab_size() != vocab)
-        throw file_error(path, tokenizer_vocab_mismatch(loaded.tokens.vocab_size(), tokenizer));
-      if (loaded.tokens.size() == 0) throw file_error(path, "token file holds no tokens");
-      return loaded;
-    }
-    const std::string text = InputFile::open(path).read_all(kMaxTextFileBytes);
-    if (text.empty()) throw file_error(path, "is empty");
-    if (const std::string problem = text_problem(text, tokenizer); !problem.empty()) throw file_error(path, problem);
-    LoadedTokens loaded{TokenArray(vocab), {path}, {}};
-    loaded.tokens.append(tokenizer.encode(text));
-    return loaded;
+// The text file or directory at `path` (see load_tokens), its tokens handed
+// to sink; each file is read twice in pieces (checked, then encoded), so
+// memory does not grow with the text.
+TextFiles tokenize_text(const fs::path& path, const Tokenizer& tokenizer, std::size_t chunk_bytes,
+                        const TokenSink& sink) {
+  if (chunk_bytes == 0) throw std::invalid_argument("tokenize: the chunk size must be positive");
+  TextFiles text;
+  if (!fs::is_directory(existing(path))) {
+    const InputFile file = InputFile::open(path);
+    if (file.size() == 0) throw file_error(path, "is empty");
+    if (const std::string problem = text_problem(file, tokenizer, chunk_bytes); !problem.empty())
+      throw file_error(path, problem);
+    encode_file(file, tokenizer, chunk_bytes, sink);
+    text.files.push_back(path);
+    return text;
   }
-
-  LoadedTokens loaded{TokenArray(vocab), {}, {}};
   const std::vector<std::int32_t> separator = tokenizer.document_separator();
-  for (const fs::path& file : directory_files(path)) {
-    const std::string text = InputFile::open(file).read_all(kMaxTextFileBytes);
-    if (text.empty()) continue;
-    if (!text_problem(text, tokenizer).empty()) {
-      loaded.skipped.push_back(file);
+  for (const fs::path& name : directory_files(path)) {
+    const InputFile file = InputFile::open(name);
+    if (file.size() == 0) continue;
+    if (!text_problem(file, tokenizer, chunk_bytes).empty()) {
+      text.skipped.push_back(name);
       continue;
     }
-    if (!loaded.files.empty()) loaded.tokens.append(separator);
-    loaded.tokens.append(tokenizer.encode(text));
-    loaded.files.push_back(file);
+    if (!text.files.empty()) sink(separator);
+    encode_file(file, tokenizer, chunk_bytes, sink);
+    text.files.push_back(name);
   }
-  if (loaded.files.empty())
+  if (text.files.empty())
     throw file_error(path, fmt::format("directory has no non-empty text files ({} skipped as binary{})",
-                                       loaded.skipped.size(), tokenizer.requires_utf8() ? " or not UTF-8" : ""));
+                                       text.skipped.size(), tokenizer.requires_utf8() ? " or not UTF-8" : ""));
+  return text;
+}
+
+LoadedTokens read_tokens(const fs::path& path, const Tokenizer& tokenizer) {
+  const auto vocab = static_cast<std::uint32_t>(tokenizer.vocab_size());
+  if (!fs::is_directory(existing(path)) && (path.extension() == ".tok" || is_token_file(path))) {
+    if (const auto recorded = read_token_file_tokenizer(path)) check_tokenizer(path, *recorded, tokenizer);
+    LoadedTokens loaded{read_token_file(path), {path}, {}};
+    if (loaded.tokens.vocab_size() != vocab)
+      throw file_error(path, tokenizer_vocab_mismatch(loaded.tokens.vocab_size(), tokenizer));
+    if (loaded.tokens.size() == 0) throw file_error(path, "token file holds no tokens");
+    return loaded;
+  }
+  LoadedTokens loaded{TokenArray(vocab), {}, {}};
+  TextFiles text = tokenize_text(path, tokenizer, kTokenizeChunkBytes,
+                                 [&](std::span<const std::int32_t> tokens) { loaded.tokens.append(tokens); });
+  loaded.files = std::move(text.files);
+  loaded.skipped = std::move(text.skipped);
   return loaded;
 }
 
@@ -103,9 +165,25 @@ LoadedTokens load_tokens(const fs::path& path, const Tokenizer& tokenizer) {
   try {
     return read_tokens(path, tokenizer);
   } catch (const std::bad_alloc&) {
-    throw file_error(path, "out of memory holding its tokens (a corpus is read whole into memory today): train on a "
-                           "part of it, or free memory");
+    throw file_error(path, "out of memory holding its tokens (text is tokenized into memory): tokenize it into a "
+                           "token file with `cllm tokenize` (token files are mapped, not read whole), or free memory");
   }
+}
+
+TokenizedText tokenize_to_file(const fs::path& input, const Tokenizer& tokenizer, const fs::path& out,
+                               std::size_t chunk_bytes) {
+  if (!fs::is_directory(existing(input)) && is_token_file(input)) throw file_error(input, "is already a token file");
+  // Created at the first tokens: an input that cannot be read fails before
+  // anything is written, and a directory is listed before out's temporary
+  // can appear in it.
+  std::optional<TokenFileWriter> writer;
+  TextFiles text = tokenize_text(input, tokenizer, chunk_bytes, [&](std::span<const std::int32_t> tokens) {
+    if (!writer) writer.emplace(out, tokenizer.record());
+    writer->append(tokens);
+  });
+  // tokenize_text fails on an input without text, so there is a writer.
+  writer->commit();
+  return {writer->size(), std::move(text.files), std::move(text.skipped)};
 }
 
 Dataset Dataset::load(const DatasetOptions& options, const Tokenizer& tokenizer) {

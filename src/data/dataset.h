@@ -3,6 +3,7 @@
 // them into sequences.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -16,11 +17,12 @@
 namespace cllm::data {
 
 // The tokens of `path`, which is one of:
-//  - a .tok file (by extension or magic): read and validated (read_token_file);
+//  - a .tok file (by extension or magic): validated and mapped (read_token_file);
 //    the tokenizer it records (version 2) must be `tokenizer` (see
 //    check_tokenizer), and its vocabulary size must equal the tokenizer's;
-//  - a text file: tokenized; an error naming the file when it contains a NUL
-//    byte (binary) or, when the tokenizer requires it (gpt2), invalid UTF-8;
+//  - a text file: tokenized into memory, read in pieces (see
+//    tokenize_to_file); an error naming the file when it contains a NUL byte
+//    (binary) or, when the tokenizer requires it (gpt2), invalid UTF-8;
 //  - a directory: the regular files directly in it (symlinks followed, each
 //    target taken once, subdirectories not descended), sorted by name,
 //    tokenized and concatenated with tokenizer.document_separator() between
@@ -34,6 +36,25 @@ struct LoadedTokens {
   std::vector<std::filesystem::path> skipped;  // directory entries skipped as not text
 };
 LoadedTokens load_tokens(const std::filesystem::path& path, const Tokenizer& tokenizer);
+
+// The pieces text is read in to be tokenized.
+inline constexpr std::size_t kTokenizeChunkBytes = 4 << 20;
+
+// `cllm tokenize`: the text file or directory `input` (as load_tokens reads
+// them) tokenized into the .tok file `out` (TokenFileWriter) as it is read,
+// so memory does not grow with the input. Each file is read twice in pieces
+// of about chunk_bytes: once to check it is text, then to encode it, each
+// piece cut where the tokenizer says no continuation can change its tokens
+// (Tokenizer::stream_cut), so the tokens are those of encoding each whole
+// file; a piece grows past chunk_bytes until it holds such a place. Throws
+// as load_tokens does, and naming `input` when it is a token file already.
+struct TokenizedText {
+  std::uint64_t tokens = 0;
+  std::vector<std::filesystem::path> files;    // as LoadedTokens
+  std::vector<std::filesystem::path> skipped;  // as LoadedTokens
+};
+TokenizedText tokenize_to_file(const std::filesystem::path& input, const Tokenizer& tokenizer,
+                               const std::filesystem::path& out, std::size_t chunk_bytes = kTokenizeChunkBytes);
 
 // A contiguous range of a shared token array.
 struct TokenSpan {

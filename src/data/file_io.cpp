@@ -1,6 +1,7 @@
 #include "data/file_io.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -107,6 +108,37 @@ std::string InputFile::read_all(std::uint64_t max_bytes) const {
   return bytes;
 }
 
+FileMapping::FileMapping(FileMapping&& other) noexcept
+    : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+
+FileMapping& FileMapping::operator=(FileMapping&& other) noexcept {
+  if (this != &other) {
+    if (data_) ::munmap(const_cast<unsigned char*>(data_), size_);
+    data_ = std::exchange(other.data_, nullptr);
+    size_ = std::exchange(other.size_, 0);
+  }
+  return *this;
+}
+
+FileMapping::~FileMapping() {
+  if (data_) ::munmap(const_cast<unsigned char*>(data_), size_);
+}
+
+FileMapping InputFile::map() const {
+  if (size_ == 0) return {};  // mmap refuses a length of 0
+  void* addr = ::mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd_, 0);
+  if (addr == MAP_FAILED) throw file_error(path_, "cannot map it into memory: " + errno_text());
+  FileMapping mapping(static_cast<const unsigned char*>(addr), size_);
+  // Advice only: without it, each fault also reads the pages around it.
+  ::madvise(addr, size_, MADV_RANDOM);
+  struct stat st {};
+  if (::fstat(fd_, &st) != 0) throw file_error(path_, "cannot stat: " + errno_text());
+  if (static_cast<std::uint64_t>(st.st_size) < size_)
+    throw file_error(path_, fmt::format("file is shorter than when it was opened ({} bytes, was {}; truncated while "
+                                        "reading?)", st.st_size, size_));
+  return mapping;
+}
+
 AtomicFileWriter::AtomicFileWriter(fs::path path) : path_(std::move(path)) {
   if (path_.empty()) throw std::runtime_error("empty output file name");
   tmp_path_ = path_;
@@ -123,15 +155,28 @@ AtomicFileWriter::~AtomicFileWriter() {
 }
 
 void AtomicFileWriter::write(const void* data, std::size_t size) {
+  pwrite_all(written_, data, size);
+  written_ += size;
+}
+
+void AtomicFileWriter::write_at(std::uint64_t offset, const void* data, std::size_t size) {
+  if (offset > written_ || size > written_ - offset)
+    throw std::logic_error(fmt::format("'{}': overwrite of {} bytes at offset {} is past the {} bytes written",
+                                       path_.string(), size, offset, written_));
+  pwrite_all(offset, data, size);
+}
+
+void AtomicFileWriter::pwrite_all(std::uint64_t offset, const void* data, std::size_t size) {
   if (fd_ < 0) throw file_error(path_, "write after commit");
   const auto* src = static_cast<const char*>(data);
   while (size > 0) {
-    const ssize_t n = ::write(fd_, src, size);
+    const ssize_t n = ::pwrite(fd_, src, size, static_cast<off_t>(offset));
     if (n < 0) {
       if (errno == EINTR) continue;
       throw file_error(path_, "write failed: " + errno_text());
     }
     src += n;
+    offset += static_cast<std::uint64_t>(n);
     size -= static_cast<std::size_t>(n);
   }
 }

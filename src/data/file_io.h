@@ -1,6 +1,6 @@
 // File helpers shared by every cllm reader and writer: errors that name the
-// file, a read-only file handle with bounds-checked positional reads, and a
-// crash-safe writer.
+// file, a read-only file handle with bounds-checked positional reads and
+// read-only mappings, and a crash-safe writer.
 #pragma once
 
 #include <cstddef>
@@ -14,6 +14,34 @@ namespace cllm::data {
 
 // std::runtime_error whose message is "'PATH': WHAT".
 std::runtime_error file_error(const std::filesystem::path& path, std::string_view what);
+
+// A read-only mapping of a whole file (InputFile::map). Its pages are read
+// in on first touch and are the kernel's page cache, which it may drop and
+// read again under memory pressure: touching all of a mapping does not grow
+// the process's anonymous memory, however large the file. The file must keep
+// its size while mapped: touching a page past the end of a file truncated
+// since raises SIGBUS, which kills the process (map() checks the size once,
+// when it maps; files cllm writes are replaced by rename, never truncated,
+// so a mapping keeps the old file whole). Movable, not copyable; unmaps on
+// destruction. A default-constructed mapping is empty.
+class FileMapping {
+ public:
+  FileMapping() = default;
+  FileMapping(FileMapping&& other) noexcept;
+  FileMapping& operator=(FileMapping&& other) noexcept;
+  FileMapping(const FileMapping&) = delete;
+  FileMapping& operator=(const FileMapping&) = delete;
+  ~FileMapping();
+
+  const unsigned char* data() const { return data_; }
+  std::uint64_t size() const { return size_; }
+
+ private:
+  friend class InputFile;
+  FileMapping(const unsigned char* data, std::uint64_t size) : data_(data), size_(size) {}
+  const unsigned char* data_ = nullptr;
+  std::uint64_t size_ = 0;
+};
 
 // A regular file opened for reading: every cllm reader of data, vocabulary,
 // weights and checkpoints opens its files here. open() throws (naming the
@@ -37,6 +65,11 @@ class InputFile {
   void read_at(std::uint64_t offset, void* out, std::size_t size) const;
   // The whole file; throws when it is larger than `max_bytes`.
   std::string read_all(std::uint64_t max_bytes) const;
+  // The whole file (size() bytes) mapped read-only, advised for random
+  // access (MADV_RANDOM: no readahead around each page touched, as the batch
+  // sampler reads windows in shuffled order). Throws naming the file when it
+  // cannot be mapped or has shrunk since it was opened.
+  FileMapping map() const;
 
  private:
   InputFile(std::filesystem::path path, int fd, std::uint64_t size);
@@ -60,12 +93,17 @@ class AtomicFileWriter {
 
   void write(const void* data, std::size_t size);
   void write(std::string_view bytes) { write(bytes.data(), bytes.size()); }
+  // Overwrites bytes written before (e.g. a header's count, known only at
+  // the end); the range must lie within what was written.
+  void write_at(std::uint64_t offset, const void* data, std::size_t size);
   void commit();
 
  private:
+  void pwrite_all(std::uint64_t offset, const void* data, std::size_t size);
   std::filesystem::path path_;
   std::filesystem::path tmp_path_;
   int fd_ = -1;
+  std::uint64_t written_ = 0;  // bytes written so far
 };
 
 }  // namespace cllm::data

@@ -1,13 +1,14 @@
 #include "data/token_file.h"
 
+#include <algorithm>
 #include <bit>
+#include <cstddef>
 #include <cstring>
 #include <stdexcept>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "data/file_io.h"
 
 namespace cllm::data {
 namespace fs = std::filesystem;
@@ -88,92 +89,137 @@ Layout read_layout(const InputFile& file) {
   return layout;
 }
 
-// Reads count tokens of type T from `file` at `offset` into `out` in chunks,
-// checking each against the vocabulary as it goes.
+// Checks every token of the file against the vocabulary, reading it in
+// chunks into one buffer: page cache, not this process's memory, holds what
+// was read.
 template <typename T>
-void read_tokens(const InputFile& file, std::uint64_t offset, std::uint64_t count, std::uint32_t vocab,
-                 std::vector<T>& out) {
+void check_tokens(const InputFile& file, std::uint64_t offset, std::uint64_t count, std::uint32_t vocab) {
   constexpr std::size_t kChunk = 1 << 20;
-  out.resize(static_cast<std::size_t>(count));
+  std::vector<T> chunk(static_cast<std::size_t>(std::min<std::uint64_t>(kChunk, count)));
   for (std::uint64_t begin = 0; begin < count; begin += kChunk) {
     const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(kChunk, count - begin));
-    file.read_at(offset + begin * sizeof(T), out.data() + begin, n * sizeof(T));
-    for (std::size_t i = 0; i < n; ++i) {
-      if (out[begin + i] >= vocab)
-        throw file_error(file.path(), fmt::format("token {} at index {} is not below the vocabulary size {}",
-                                                  out[begin + i], begin + i, vocab));
-    }
+    file.read_at(offset + begin * sizeof(T), chunk.data(), n * sizeof(T));
+    bool bad = false;  // no early exit: the loop vectorizes; the error path finds the culprit
+    for (std::size_t i = 0; i < n; ++i) bad |= chunk[i] >= vocab;
+    if (!bad) continue;
+    for (std::size_t i = 0; i < n; ++i)
+      if (chunk[i] >= vocab)
+        throw file_error(file.path(), fmt::format("token {} at index {} is not below the vocabulary size {}", chunk[i],
+                                                  begin + i, vocab));
   }
+}
+
+// Throws std::invalid_argument on a token outside [0, vocab).
+void check_vocabulary(std::span<const std::int32_t> tokens, std::uint32_t vocab) {
+  for (std::int32_t t : tokens)
+    if (t < 0 || static_cast<std::uint32_t>(t) >= vocab)
+      throw std::invalid_argument(fmt::format("token {} is outside the vocabulary [0, {})", t, vocab));
+}
+
+// Tokens <-> little-endian integers of sizeof(T) bytes, unaligned.
+template <typename T>
+void store(std::span<const std::int32_t> tokens, unsigned char* out) {
+  for (std::size_t i = 0; i < tokens.size(); ++i) {
+    const auto t = static_cast<T>(tokens[i]);
+    std::memcpy(out + i * sizeof t, &t, sizeof t);
+  }
+}
+template <typename T>
+void load(const unsigned char* in, std::size_t count, std::int32_t* out) {
+  for (std::size_t i = 0; i < count; ++i) {
+    T t;
+    std::memcpy(&t, in + i * sizeof t, sizeof t);
+    out[i] = static_cast<std::int32_t>(t);
+  }
+}
+
+// Stores checked tokens at `width` bytes each.
+void store_tokens(std::span<const std::int32_t> tokens, unsigned width, unsigned char* out) {
+  if (width == 2) store<std::uint16_t>(tokens, out);
+  else store<std::uint32_t>(tokens, out);
 }
 
 }  // namespace
 
-TokenArray::TokenArray(std::uint32_t vocab_size) : vocab_size_(vocab_size) {
+TokenArray::TokenArray(std::uint32_t vocab_size) : vocab_size_(vocab_size), width_(token_width(vocab_size)) {
   if (vocab_size == 0) throw std::invalid_argument("token array: vocabulary size must be positive");
 }
 
+TokenArray::TokenArray(std::uint32_t vocab_size, unsigned width, std::uint64_t size, FileMapping mapping,
+                       std::uint64_t offset)
+    : vocab_size_(vocab_size), width_(width), size_(size), mapping_(std::move(mapping)), offset_(offset) {}
+
 void TokenArray::copy_to(std::uint64_t begin, std::size_t count, std::int32_t* out) const {
-  if (width() == 2) {
-    const std::uint16_t* src = narrow_.data() + begin;
-    for (std::size_t i = 0; i < count; ++i) out[i] = src[i];
-  } else {
-    const std::uint32_t* src = wide_.data() + begin;
-    for (std::size_t i = 0; i < count; ++i) out[i] = static_cast<std::int32_t>(src[i]);
-  }
+  const unsigned char* src = data() + begin * width_;
+  if (width_ == 2) load<std::uint16_t>(src, count, out);
+  else load<std::uint32_t>(src, count, out);
 }
 
 void TokenArray::append(std::span<const std::int32_t> tokens) {
-  for (std::int32_t t : tokens)
-    if (t < 0 || static_cast<std::uint32_t>(t) >= vocab_size_)
-      throw std::invalid_argument(fmt::format("token {} is outside the vocabulary [0, {})", t, vocab_size_));
-  if (width() == 2) narrow_.insert(narrow_.end(), tokens.begin(), tokens.end());
-  else wide_.insert(wide_.end(), tokens.begin(), tokens.end());
-}
-
-void TokenArray::reserve(std::uint64_t count) {
-  if (width() == 2) narrow_.reserve(static_cast<std::size_t>(count));
-  else wide_.reserve(static_cast<std::size_t>(count));
+  if (mapping_.data()) throw std::logic_error("token array: the tokens of a mapped token file are read-only");
+  check_vocabulary(tokens, vocab_size_);
+  owned_.resize(owned_.size() + tokens.size() * width_);
+  store_tokens(tokens, width_, owned_.data() + size_ * width_);
+  size_ += tokens.size();
 }
 
 TokenArray read_token_file(const fs::path& path) {
   const InputFile file = InputFile::open(path);
   const Layout layout = read_layout(file);
   const Header& h = layout.header;
-  TokenArray tokens(h.vocab_size);
-  // Stored at the array's own width: a 4-byte file of a small vocabulary is narrowed.
-  if (h.width == 4 && tokens.width() == 2) {
-    std::vector<std::uint32_t> wide;
-    read_tokens(file, layout.data_offset, h.count, h.vocab_size, wide);
-    tokens.narrow_.assign(wide.begin(), wide.end());
-  } else if (h.width == 2) {
-    read_tokens(file, layout.data_offset, h.count, h.vocab_size, tokens.narrow_);
-  } else {
-    read_tokens(file, layout.data_offset, h.count, h.vocab_size, tokens.wide_);
-  }
-  return tokens;
+  if (h.width == 2) check_tokens<std::uint16_t>(file, layout.data_offset, h.count, h.vocab_size);
+  else check_tokens<std::uint32_t>(file, layout.data_offset, h.count, h.vocab_size);
+  return TokenArray(h.vocab_size, h.width, h.count, file.map(), layout.data_offset);
 }
 
 std::optional<TokenizerRecord> read_token_file_tokenizer(const fs::path& path) {
   return read_layout(InputFile::open(path)).tokenizer;
 }
 
-void write_token_file(const fs::path& path, const TokenArray& tokens, const TokenizerRecord& tokenizer) {
-  if (tokenizer.vocab_size != tokens.vocab_size())
-    throw std::invalid_argument(fmt::format("token file '{}': the {} tokenizer's vocabulary {} is not the tokens' {}",
-                                            path.string(), tokenizer.name, tokenizer.vocab_size, tokens.vocab_size()));
+TokenFileWriter::TokenFileWriter(const fs::path& path, const TokenizerRecord& tokenizer)
+    : out_(path), vocab_size_(tokenizer.vocab_size) {
+  if (vocab_size_ == 0)
+    throw std::invalid_argument(fmt::format("token file '{}': the {} tokenizer's vocabulary size is 0", path.string(),
+                                            tokenizer.name));
   const std::string record =
       nlohmann::json{{"name", tokenizer.name}, {"vocab_size", tokenizer.vocab_size}, {"vocab_hash", tokenizer.vocab_hash}}.dump();
   Header h{};
   std::memcpy(h.magic, kMagic, sizeof kMagic);
   h.version = kVersion;
-  h.width = tokens.width();
-  h.count = tokens.size();
-  h.vocab_size = tokens.vocab_size();
+  h.width = token_width(vocab_size_);
+  h.count = 0;  // patched at commit
+  h.vocab_size = vocab_size_;
   h.record_bytes = static_cast<std::uint32_t>(record.size());
-  AtomicFileWriter out(path);
-  out.write(&h, sizeof h);
-  out.write(record.data(), record.size());
-  out.write(tokens.bytes(), static_cast<std::size_t>(tokens.size() * tokens.width()));
+  out_.write(&h, sizeof h);
+  out_.write(record.data(), record.size());
+}
+
+void TokenFileWriter::append(std::span<const std::int32_t> tokens) {
+  check_vocabulary(tokens, vocab_size_);
+  const unsigned width = token_width(vocab_size_);
+  buffer_.resize(tokens.size() * width);
+  store_tokens(tokens, width, buffer_.data());
+  out_.write(buffer_.data(), buffer_.size());
+  count_ += tokens.size();
+}
+
+void TokenFileWriter::commit() {
+  out_.write_at(offsetof(Header, count), &count_, sizeof count_);
+  out_.commit();
+}
+
+void write_token_file(const fs::path& path, const TokenArray& tokens, const TokenizerRecord& tokenizer) {
+  if (tokenizer.vocab_size != tokens.vocab_size())
+    throw std::invalid_argument(fmt::format("token file '{}': the {} tokenizer's vocabulary {} is not the tokens' {}",
+                                            path.string(), tokenizer.name, tokenizer.vocab_size, tokens.vocab_size()));
+  TokenFileWriter out(path, tokenizer);
+  constexpr std::size_t kChunk = 1 << 16;
+  std::vector<std::int32_t> chunk(static_cast<std::size_t>(std::min<std::uint64_t>(kChunk, tokens.size())));
+  for (std::uint64_t begin = 0; begin < tokens.size(); begin += kChunk) {
+    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(kChunk, tokens.size() - begin));
+    tokens.copy_to(begin, n, chunk.data());
+    out.append(std::span(chunk.data(), n));
+  }
   out.commit();
 }
 

@@ -356,6 +356,35 @@ std::vector<std::int32_t> Gpt2Tokenizer::encode(std::string_view text) const {
   return out;
 }
 
+// A cut at p is safe when text[p] is ASCII white space and the code point
+// ending at p - 1 is not white space: whatever follows, split() puts a piece
+// boundary at p and splits text[0, p) as it splits the start of the whole.
+//  - Decoding agrees before p: an ASCII byte never continues a sequence, and
+//    an invalid byte is a one-byte piece of class other either way.
+//  - The piece holding text[p - 1] is a contraction or a run of letters,
+//    numbers or other (after an optional ' '), never a white space run; each
+//    of those stops at white space, so it ends at p in both, and its
+//    lookahead (a contraction's next bytes, a run's next code point) meets
+//    white space at p or the end of the text and decides alike.
+//  - A white space run before it ends before p - 1, followed by a non-space
+//    in both, so \s+(?!\S) trims it alike.
+// split() never looks behind, so the pieces from p are those of the text from
+// p alone; BPE works within pieces.
+std::size_t Gpt2Tokenizer::stream_cut(std::string_view text) const {
+  for (std::size_t p = text.size(); p-- > 1;) {
+    const auto b = static_cast<unsigned char>(text[p]);
+    if (b >= 0x80 || !is_js_space(b)) continue;
+    // The code point ending at p - 1 starts at the last byte before p that is
+    // not a continuation byte, at most 3 back; otherwise text[p - 1] is an
+    // invalid byte of its own (class other).
+    std::size_t start = p - 1;
+    while (start > 0 && p - start < 4 && (static_cast<unsigned char>(text[start]) & 0xC0) == 0x80) --start;
+    const Utf8Sequence seq = utf8_sequence(text, start);
+    if (!(seq.valid && start + seq.size == p && is_js_space(seq.value))) return p;
+  }
+  return 0;
+}
+
 std::string Gpt2Tokenizer::decode(std::span<const std::int32_t> tokens) const {
   std::string out;
   for (std::int32_t t : tokens) {
@@ -373,6 +402,16 @@ std::optional<std::size_t> find_invalid_utf8(std::string_view text) {
     pos += seq.size;
   }
   return std::nullopt;
+}
+
+std::size_t utf8_cut(std::string_view text) {
+  // A sequence has at most 4 bytes: a cut-short one starts among the last 3.
+  for (std::size_t back = 1; back <= 3 && back <= text.size(); ++back) {
+    const std::size_t pos = text.size() - back;
+    if ((static_cast<unsigned char>(text[pos]) & 0xC0) != 0x80)
+      return utf8_sequence(text, pos).truncated ? pos : text.size();
+  }
+  return text.size();
 }
 
 std::string Utf8Sanitizer::feed(std::string_view bytes) {

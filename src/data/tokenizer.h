@@ -4,6 +4,7 @@
 // a token run that splits a multi-byte character yields partial UTF-8.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -44,6 +45,11 @@ class Tokenizer {
   // requires valid UTF-8.
   virtual bool requires_utf8() const = 0;
   virtual TokenizerRecord record() const = 0;
+  // Where `text`, which more text may follow, can be cut to encode a long
+  // input in pieces: a length n <= text.size() such that encode(text[0, n))
+  // followed by the encoding of the rest (with whatever follows it) is the
+  // encoding of the whole, whatever follows; 0 when text holds no such place.
+  virtual std::size_t stream_cut(std::string_view text) const = 0;
 };
 
 class ByteTokenizer final : public Tokenizer {
@@ -55,6 +61,7 @@ class ByteTokenizer final : public Tokenizer {
   std::vector<std::int32_t> document_separator() const override { return {'\n'}; }
   bool requires_utf8() const override { return false; }
   TokenizerRecord record() const override { return {name(), 256, ""}; }
+  std::size_t stream_cut(std::string_view text) const override { return text.size(); }  // anywhere
 };
 
 // GPT-2 byte-level BPE, matching OpenAI's encoder.py: text is split by the
@@ -82,6 +89,9 @@ class Gpt2Tokenizer final : public Tokenizer {
   std::vector<std::int32_t> document_separator() const override;
   bool requires_utf8() const override { return true; }
   TokenizerRecord record() const override;
+  // Before the last ASCII white space byte that follows a code point other
+  // than white space (see the proof at the definition).
+  std::size_t stream_cut(std::string_view text) const override;
 
   // The pre-tokenizer alone (exposed for tests): the pieces of `text`.
   static std::vector<std::string_view> split(std::string_view text);
@@ -102,6 +112,12 @@ class Gpt2Tokenizer final : public Tokenizer {
 // Byte offset of the first invalid UTF-8 sequence (overlong, surrogate, past
 // U+10FFFF, truncated or stray continuation byte), or nullopt when valid.
 std::optional<std::size_t> find_invalid_utf8(std::string_view text);
+
+// The length of `text` less the start of a UTF-8 sequence that its end cuts
+// short (which more bytes could complete): where to cut a text read in
+// pieces so that each piece is checked with find_invalid_utf8 as the whole
+// would be.
+std::size_t utf8_cut(std::string_view text);
 
 // Bytes -> valid UTF-8 for display, as a stream: valid sequences pass
 // unchanged, each maximal ill-formed subpart (an overlong form, a surrogate, a

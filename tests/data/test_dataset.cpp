@@ -2,12 +2,14 @@
 #include <thread>
 
 #include "data/dataset.h"
+#include "gpt2_small_vocab.h"
 #include "test_util.h"
 
 namespace cllm::data {
 namespace {
 
 using testing::expect_error;
+using testing::read_bytes;
 using testing::write_bytes;
 
 // A byte tokenizer that, like gpt2, insists on UTF-8 input.
@@ -20,6 +22,7 @@ class Utf8ByteTokenizer final : public Tokenizer {
   std::vector<std::int32_t> document_separator() const override { return {'|'}; }
   bool requires_utf8() const override { return true; }
   TokenizerRecord record() const override { return {name(), 256, ""}; }
+  std::size_t stream_cut(std::string_view text) const override { return text.size(); }
 };
 
 std::string as_text(const TokenArray& t) {
@@ -91,6 +94,68 @@ TEST_F(DatasetTest, LoadsTokenFilesAndChecksVocabulary) {
   expect_error([&] { load_tokens(path("v1.tok"), ByteTokenizer()); }, {"v1.tok", "vocabulary size 50257", "has 256"});
   write_bytes(path("bad.tok"), "hello, not tokens, long enough for a header.......");
   expect_error([&] { load_tokens(path("bad.tok"), ByteTokenizer()); }, {"bad.tok", "magic"});
+}
+
+// Text whose pieces, read a few bytes at a time, end everywhere: inside 2-,
+// 3- and 4-byte characters, in runs of spaces and newlines, inside
+// contractions, words the vocabulary merges with their leading space, and
+// white space at the very end.
+const std::string kTricky =
+    "Hello  world\n\ncaf\u00e9 \u65e5\u672c  \U0001F600!\nit's   the cat's\t\tmat 12345 \n \n  "
+    "\u3000x the\u00a0and\n\n\n caf\u00e9\u65e5\u672c   ";
+
+// The .tok file of the texts encoded whole, the separator between them.
+std::string whole_token_file(const std::vector<std::string>& texts, const Tokenizer& tokenizer,
+                             const std::filesystem::path& p) {
+  TokenArray tokens(static_cast<std::uint32_t>(tokenizer.vocab_size()));
+  for (std::size_t i = 0; i < texts.size(); ++i) {
+    if (i > 0) tokens.append(tokenizer.document_separator());
+    tokens.append(tokenizer.encode(texts[i]));
+  }
+  write_token_file(p, tokens, tokenizer.record());
+  return read_bytes(p);
+}
+
+TEST_F(DatasetTest, TokenizeStreamsTheSameTokensAsEncodingWholeFiles) {
+  fuzz::write_small_gpt2_vocab(dir_);
+  const auto gpt2 = Gpt2Tokenizer::load(path("encoder.json"), path("vocab.bpe"));
+  const ByteTokenizer byte;
+  const std::string second = "second\n\n doc  ", latin1 = "caf\xe9 ok";
+  write_bytes(path("one.txt"), kTricky);
+  std::filesystem::create_directory(path("docs"));
+  write_bytes(path("docs/1.txt"), kTricky);
+  write_bytes(path("docs/2.bin"), std::string("ab\0c", 4));
+  write_bytes(path("docs/3.txt"), latin1);  // not UTF-8: gpt2 skips it
+  write_bytes(path("docs/4.txt"), second);
+  using Paths = std::vector<std::filesystem::path>;
+  for (const Tokenizer* tokenizer : {static_cast<const Tokenizer*>(&byte), static_cast<const Tokenizer*>(gpt2.get())}) {
+    const bool utf8 = tokenizer->requires_utf8();
+    const std::string one = whole_token_file({kTricky}, *tokenizer, path("whole.tok"));
+    const std::string docs = whole_token_file(utf8 ? std::vector{kTricky, second} : std::vector{kTricky, latin1, second},
+                                              *tokenizer, path("whole.tok"));
+    for (const std::size_t chunk : {std::size_t{1}, std::size_t{2}, std::size_t{3}, std::size_t{5}, std::size_t{7},
+                                    std::size_t{64}, kTokenizeChunkBytes}) {
+      SCOPED_TRACE(tokenizer->name() + ", chunks of " + std::to_string(chunk) + " bytes");
+      const TokenizedText file = tokenize_to_file(path("one.txt"), *tokenizer, path("s.tok"), chunk);
+      EXPECT_EQ(read_bytes(path("s.tok")), one);
+      EXPECT_EQ(file.files, Paths{path("one.txt")});
+      const TokenizedText dir = tokenize_to_file(path("docs"), *tokenizer, path("s.tok"), chunk);
+      EXPECT_EQ(read_bytes(path("s.tok")), docs);
+      EXPECT_EQ(dir.files, utf8 ? (Paths{path("docs/1.txt"), path("docs/4.txt")})
+                                : (Paths{path("docs/1.txt"), path("docs/3.txt"), path("docs/4.txt")}));
+      EXPECT_EQ(dir.skipped, utf8 ? (Paths{path("docs/2.bin"), path("docs/3.txt")}) : Paths{path("docs/2.bin")});
+      EXPECT_EQ(dir.tokens, read_token_file(path("s.tok")).size());
+    }
+  }
+  // The text checks see offsets in the whole file, and a NUL byte is named
+  // before invalid UTF-8 even when a piece before it holds the latter.
+  write_bytes(path("bad.txt"), std::string("\xff" "abc\0", 5));
+  expect_error([&] { tokenize_to_file(path("bad.txt"), *gpt2, path("s.tok"), 1); }, {"bad.txt", "NUL byte at offset 4"});
+  write_bytes(path("latin1.txt"), latin1);
+  expect_error([&] { tokenize_to_file(path("latin1.txt"), *gpt2, path("s.tok"), 1); },
+               {"latin1.txt", "not valid UTF-8 (first bad byte at offset 3)"});
+  write_token_file(path("x.tok"), TokenArray(256), byte.record());
+  expect_error([&] { tokenize_to_file(path("x.tok"), byte, path("s.tok")); }, {"x.tok", "is already a token file"});
 }
 
 TEST_F(DatasetTest, SplitsValidationFromTheEnd) {

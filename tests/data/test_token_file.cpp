@@ -1,7 +1,12 @@
 #include <cstring>
+#include <fstream>
+#include <iostream>
+#include <memory>
 
+#include "data/dataset.h"
 #include "data/token_file.h"
 #include "data/tokenizer.h"
+#include "support/sanitizer_rss.h"
 #include "test_util.h"
 
 namespace cllm::data {
@@ -67,7 +72,7 @@ TEST_F(TokenFile, ReadsFourByteFileOfSmallVocabulary) {
   const std::uint32_t ids[3] = {5, 255, 0};
   const auto p = raw(h, std::string_view(reinterpret_cast<const char*>(ids), sizeof ids));
   const TokenArray t = read_token_file(p);
-  EXPECT_EQ(t.width(), 2u);
+  EXPECT_EQ(t.width(), 4u);  // mapped as stored
   EXPECT_EQ(t[1], 255);
 }
 
@@ -190,6 +195,73 @@ TEST_F(TokenFile, RejectsABadTokenizerRecord) {
   expect_error([&] { read_token_file(short_data); }, {"header says 1 tokens of 2 bytes but 3 data bytes follow"});
   TokenArray t(256);
   expect_error([&] { write_token_file(path("w.tok"), t, {"gpt2", 50257, ""}); }, {"w.tok", "vocabulary 50257", "tokens' 256"});
+}
+
+// A field of /proc/self/status in KiB, e.g. "RssAnon:".
+std::int64_t status_kib(const std::string& field) {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.starts_with(field)) return std::stoll(line.substr(field.size()));
+  ADD_FAILURE() << field << " not in /proc/self/status";
+  return 0;
+}
+
+struct RssGrowth {
+  std::int64_t anon_kib, file_kib;
+};
+
+// Writes a version 1 .tok file of `count` tokens i % vocab (no fsync: a
+// scratch file), maps it and has a shuffled sampler fill every window of an
+// epoch, checking each; the growth of RssAnon and RssFile meanwhile.
+RssGrowth load_and_sample(const std::filesystem::path& p, std::uint64_t count) {
+  constexpr std::uint32_t kVocab = 50257;
+  constexpr int kSeq = 1024;
+  {
+    RawHeader h;
+    h.count = count;
+    h.vocab = kVocab;
+    std::ofstream out(p, std::ios::binary | std::ios::trunc);
+    out.write(reinterpret_cast<const char*>(&h), sizeof h);
+    std::vector<std::uint16_t> chunk(1 << 20);
+    for (std::uint64_t begin = 0; begin < count; begin += chunk.size()) {
+      const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(chunk.size(), count - begin));
+      for (std::size_t i = 0; i < n; ++i) chunk[i] = static_cast<std::uint16_t>((begin + i) % kVocab);
+      out.write(reinterpret_cast<const char*>(chunk.data()), static_cast<std::streamsize>(n * sizeof chunk[0]));
+    }
+    EXPECT_TRUE(out.good()) << p;
+  }
+  const std::int64_t anon = status_kib("RssAnon:"), file = status_kib("RssFile:");
+  auto tokens = std::make_shared<const TokenArray>(read_token_file(p));
+  const BatchSampler sampler({tokens, 0, count, p.string()}, kSeq, DataOrder::shuffled, 1);
+  std::vector<std::int32_t> inputs(kSeq), targets(kSeq);
+  std::uint64_t wrong = 0;
+  for (std::uint64_t i = 0; i < sampler.sequences_per_epoch(); ++i) {
+    sampler.fill(i, inputs.data(), targets.data());
+    const std::uint64_t start = sampler.window_start(i);
+    wrong += inputs[0] != static_cast<std::int32_t>(start % kVocab) ||
+             targets[kSeq - 1] != static_cast<std::int32_t>((start + kSeq) % kVocab);
+  }
+  EXPECT_EQ(wrong, 0u) << p;
+  return {status_kib("RssAnon:") - anon, status_kib("RssFile:") - file};
+}
+
+// A .tok corpus much larger than a training workspace is mapped, not read
+// into memory: loading it and sampling windows from all of it grows the
+// process's anonymous memory by the same few MiB whatever its size. The
+// mapping's pages count in RssFile instead: page cache, which the kernel can
+// drop and read again, so RssAnon is the honest measure of what holding a
+// corpus costs.
+TEST_F(TokenFile, MappedCorpusDoesNotGrowAnonymousMemory) {
+  if (test::kSanitizerRss != nullptr) GTEST_SKIP() << test::kSanitizerRss;
+  constexpr std::uint64_t kSmall = 16u << 20, kLarge = 4 * kSmall;  // tokens: 32 and 128 MiB
+  const RssGrowth small = load_and_sample(path("small.tok"), kSmall);
+  std::filesystem::remove(path("small.tok"));
+  const RssGrowth large = load_and_sample(path("large.tok"), kLarge);
+  std::cout << "RSS growth, " << kSmall * 2 / 1024 << " KiB of tokens: RssAnon +" << small.anon_kib << " KiB, RssFile +"
+            << small.file_kib << " KiB; " << kLarge * 2 / 1024 << " KiB: RssAnon +" << large.anon_kib << " KiB, RssFile +"
+            << large.file_kib << " KiB\n";
+  const auto file_difference_kib = static_cast<std::int64_t>((kLarge - kSmall) * 2 / 1024);  // 96 MiB
+  EXPECT_LT(large.anon_kib, small.anon_kib + file_difference_kib / 16);
 }
 
 }  // namespace

@@ -4,11 +4,13 @@
 #include <nlohmann/json.hpp>
 
 #include "data/tokenizer.h"
+#include "gpt2_small_vocab.h"
 #include "test_util.h"
 
 namespace cllm::data {
 namespace {
 
+using fuzz::byte_symbol;
 using testing::expect_error;
 using testing::write_bytes;
 
@@ -48,6 +50,39 @@ TEST(Gpt2Split, FollowsThePattern) {
   EXPECT_EQ(split(""), V{});
 }
 
+// stream_cut's promise, on random texts of the pieces that make the pattern
+// hard (every prefix length is tried as the end of a buffer): the pieces of
+// the text before the cut and after it are the pieces of the whole.
+TEST(Gpt2Split, StreamCutNeverChangesThePieces) {
+  const std::vector<std::string> parts = {"a", "b", " ", "  ", "\n", "\t", "'", "s", "re", "1", "!", "\u00e9",
+                                          "\u65e5", "\u3000", "\u00a0", "\U0001F600", "\xff", "\xe6\x97"};
+  const auto dir = std::filesystem::temp_directory_path() / ("cllm_stream_cut_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  fuzz::write_small_gpt2_vocab(dir);
+  const auto tok = Gpt2Tokenizer::load(dir / "encoder.json", dir / "vocab.bpe");
+  std::filesystem::remove_all(dir);
+  std::uint64_t state = 12345, cuts = 0;
+  for (int round = 0; round < 300; ++round) {
+    std::string text;
+    for (int i = 0; i < 24; ++i) {
+      state = state * 6364136223846793005ull + 1442695040888963407ull;
+      text += parts[(state >> 33) % parts.size()];
+    }
+    const std::vector<std::string> whole = split(text);
+    for (std::size_t end = 0; end <= text.size(); ++end) {
+      const std::size_t cut = tok->stream_cut(std::string_view(text).substr(0, end));
+      ASSERT_LE(cut, end);
+      if (cut == 0) continue;
+      ++cuts;
+      std::vector<std::string> pieces = split(text.substr(0, cut));
+      const std::vector<std::string> rest = split(text.substr(cut));
+      pieces.insert(pieces.end(), rest.begin(), rest.end());
+      ASSERT_EQ(pieces, whole) << "cut at " << cut << " of '" << text << "'";
+    }
+  }
+  EXPECT_GT(cuts, 1000u);
+}
+
 TEST(Utf8, FindsFirstInvalidByte) {
   EXPECT_EQ(find_invalid_utf8("plain \u00e9\u4f60\U0001F600"), std::nullopt);
   EXPECT_EQ(find_invalid_utf8("ab\xff"), 2u);
@@ -56,6 +91,17 @@ TEST(Utf8, FindsFirstInvalidByte) {
   EXPECT_EQ(find_invalid_utf8("\xf4\x90\x80\x80"), 0u);   // past U+10FFFF
   EXPECT_EQ(find_invalid_utf8("\xe4\xbd"), 0u);           // truncated
   EXPECT_EQ(find_invalid_utf8("\x80"), 0u);               // stray continuation
+}
+
+TEST(Utf8, CutsBeforeASequenceTheEndCutsShort) {
+  EXPECT_EQ(utf8_cut(""), 0u);
+  EXPECT_EQ(utf8_cut("ab"), 2u);
+  EXPECT_EQ(utf8_cut("a\xe6\x97"), 1u);
+  EXPECT_EQ(utf8_cut("a\xe6\x97\xa5"), 4u);
+  EXPECT_EQ(utf8_cut("\xf0\x9f\x98"), 0u);
+  EXPECT_EQ(utf8_cut("a\xff"), 2u);          // invalid, not cut short: more bytes cannot mend it
+  EXPECT_EQ(utf8_cut("a\xe6" "b"), 3u);
+  EXPECT_EQ(utf8_cut("\x80\x80\x80"), 3u);
 }
 
 // U+FFFD, as the sanitizer writes it.
@@ -93,23 +139,6 @@ TEST(Utf8Sanitizer, HoldsBackASequenceUntilTheNextPieceCompletesOrBreaksIt) {
   EXPECT_EQ(s.finish(), R);                          // cut short by the end
   EXPECT_EQ(s.finish(), "");
   EXPECT_EQ(s.feed("\xc3\xa9"), "\xc3\xa9");         // usable again after finish
-}
-
-// GPT-2's printable stand-in for byte b (bytes_to_unicode), as UTF-8.
-std::string byte_symbol(int b) {
-  int n = 0, cp = -1;
-  for (int x = 0; x < 256; ++x) {
-    const bool printable = (x >= '!' && x <= '~') || (x >= 0xA1 && x <= 0xAC) || (x >= 0xAE && x <= 0xFF);
-    const int c = printable ? x : 256 + n++;
-    if (x == b) cp = c;
-  }
-  std::string s;
-  if (cp < 0x80) s.push_back(static_cast<char>(cp));
-  else {
-    s.push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    s.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
-  return s;
 }
 
 class Gpt2Files : public testing::TempDirTest {

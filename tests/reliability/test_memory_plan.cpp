@@ -10,15 +10,12 @@
 
 #include "fixtures.h"
 #include "run_cllm.h"
+#include "support/sanitizer_rss.h"
 
 namespace cllm::reliability {
 namespace {
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr const char* kSanitizerRss = "a sanitizer's shadow memory and allocator are in the RSS, not in the plan";
-#else
-constexpr const char* kSanitizerRss = nullptr;
-#endif
+using cllm::test::kSanitizerRss;
 
 // "73.9 MiB" (at `from` in text) -> bytes; NaN when there is no such figure.
 double size_after(const std::string& text, const std::string& prefix) {
