@@ -56,6 +56,7 @@
 #include "parallel/baseline.h"
 #include "parallel/gradient_pipeline.h"
 #include "report/svg_plot.h"
+#include "train/lanes.h"
 #include "train/process_stats.h"
 
 namespace cllm::cli {
@@ -176,29 +177,26 @@ Measurement run_one(const Options& o, const std::string& design, std::size_t thr
   constexpr double kLr = 3e-4;
   constexpr float kClip = 1.0f;
 
-  struct WorkerState {
-    WorkerState(const model::Config& c, int batch, int seq, model::Precision p)
-        : ws(c, batch, seq, p), inputs(static_cast<std::size_t>(batch) * seq), targets(inputs.size()) {}
-    model::Workspace ws;
-    std::vector<std::int32_t> inputs, targets;
-  };
   // The pipeline computes on at most one lane per core, as cllm train does;
   // the baseline runs a thread per micro-batch, all of them at once.
   const std::size_t lanes = design == "pipeline" ? std::min(threads, parallel::available_cores()) : threads;
-  std::vector<std::unique_ptr<WorkerState>> workers(lanes);
+  train::Lanes workers(lanes);
   std::size_t step = 0;
-  // Sequence i of the run starts at a scattered offset of the corpus.
-  const auto work = [&](std::size_t w, std::size_t k, float* grad, bool first) -> double {
-    WorkerState& s = *workers[w];
-    for (int r = 0; r < B; ++r) {
-      const std::uint64_t i = (static_cast<std::uint64_t>(step) * K + k) * B + static_cast<std::uint64_t>(r);
+  // Sequence i of the run starts at a scattered offset of the corpus. A piece
+  // is weighted by its share of the K x B sequences, as in cllm train.
+  const auto work = [&](std::size_t w, const parallel::Piece& piece, float* grad, bool first) -> double {
+    train::LaneState& s = *workers[w];
+    const auto rows = static_cast<std::ptrdiff_t>(piece.rows.size());
+    for (std::ptrdiff_t r = 0; r < rows; ++r) {
+      const std::uint64_t i = (static_cast<std::uint64_t>(step) * K + piece.micro_batch) * B + piece.rows.begin + r;
       const std::size_t offset = (i * 2654435761ULL) % (corpus.size() - static_cast<std::size_t>(T) - 1);
       std::copy_n(corpus.begin() + static_cast<std::ptrdiff_t>(offset), T, s.inputs.begin() + r * T);
       std::copy_n(corpus.begin() + static_cast<std::ptrdiff_t>(offset) + 1, T, s.targets.begin() + r * T);
     }
-    const float loss = model::forward(layout, weights, s.inputs.data(), s.targets.data(), B, T, s.ws);
-    model::backward(layout, weights, grad, 1.0f / static_cast<float>(K), first, s.ws);
-    return static_cast<double>(loss) / static_cast<double>(K);
+    const float loss = model::forward(layout, weights, s.inputs.data(), s.targets.data(), static_cast<int>(rows), T, s.ws);
+    const double global_rows = static_cast<double>(K) * B;
+    model::backward(layout, weights, grad, static_cast<float>(static_cast<double>(rows) / global_rows), first, s.ws);
+    return static_cast<double>(loss) * static_cast<double>(rows) / global_rows;
   };
 
   Measurement m;
@@ -211,8 +209,10 @@ Measurement run_one(const Options& o, const std::string& design, std::size_t thr
   const auto total_steps = static_cast<std::size_t>(o.warmup + o.steps);
   if (design == "pipeline") {
     parallel::GradientPipeline pipeline(n, {.threads = threads, .lanes = lanes});
-    dist::DataParallelStep data_parallel(group, pipeline, K);  // with one process: pipeline.step
-    pipeline.for_each_lane([&](std::size_t w) { workers[w] = std::make_unique<WorkerState>(nc.config, B, T, precision); });
+    dist::DataParallelStep data_parallel(group, pipeline, K, static_cast<std::size_t>(B));  // one process: pipeline.step
+    const std::size_t lane_rows = data_parallel.split().max_rows();
+    pipeline.for_each_lane(
+        [&](std::size_t w) { workers[w] = std::make_unique<train::LaneState>(nc.config, lane_rows, T, precision); });
     for (; step < total_steps; ++step) {
       if (step == static_cast<std::size_t>(o.warmup)) cpu_start = train::process_usage().cpu_seconds;
       const parallel::StepStats st = data_parallel.step(work, params.data(), adamw, kLr, kClip);
@@ -229,12 +229,16 @@ Measurement run_one(const Options& o, const std::string& design, std::size_t thr
     }
   } else {
     parallel::BaselineAccumulator baseline(n, threads);
-    for (auto& w : workers) w = std::make_unique<WorkerState>(nc.config, B, T, precision);
+    for (auto& w : workers) w = std::make_unique<train::LaneState>(nc.config, static_cast<std::size_t>(B), T, precision);
+    // A thread per whole micro-batch.
+    const parallel::MicroBatchFn micro_batch = [&](std::size_t w, std::size_t k, float* grad, bool first) {
+      return work(w, {k, {0, static_cast<std::size_t>(B)}}, grad, first);
+    };
     std::vector<float> grad(n);
     for (; step < total_steps; ++step) {
       if (step == static_cast<std::size_t>(o.warmup)) cpu_start = train::process_usage().cpu_seconds;
       const auto t0 = Clock::now();
-      const parallel::BaselineStats bs = baseline.step(K, work, grad.data());
+      const parallel::BaselineStats bs = baseline.step(K, micro_batch, grad.data());
       const auto t_reduced = Clock::now();
       const double norm = std::sqrt(kernels::active().sum_squares(grad.data(), n));
       if (std::isfinite(norm)) adamw.update(params.data(), grad.data(), kLr, optim::clip_scale(norm, kClip));
