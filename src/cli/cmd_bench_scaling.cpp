@@ -37,6 +37,7 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -130,6 +131,8 @@ struct Measurement {
   std::size_t blocking_locks = 0, contended_locks = 0, threads_created = 0;
   int ranks = 1;                                   // processes in the data-parallel step
   double allreduce_s = 0, hidden_allreduce_s = 0;  // 0 with one process
+  double llc_references = 0, llc_misses = 0;       // every thread, timed steps (train::CacheCounters)
+  std::string llc_unavailable;                     // why there are no counts; empty when there are
 };
 
 nlohmann::json to_json(const Measurement& m) {
@@ -139,7 +142,8 @@ nlohmann::json to_json(const Measurement& m) {
           {"cpu_s", m.cpu_s}, {"peak_rss_mib", m.peak_rss_mib}, {"final_loss", m.final_loss},
           {"blocking_locks", m.blocking_locks}, {"contended_locks", m.contended_locks},
           {"threads_created", m.threads_created}, {"ranks", m.ranks},
-          {"allreduce_s", m.allreduce_s}, {"hidden_allreduce_s", m.hidden_allreduce_s}};
+          {"allreduce_s", m.allreduce_s}, {"hidden_allreduce_s", m.hidden_allreduce_s},
+          {"llc_references", m.llc_references}, {"llc_misses", m.llc_misses}, {"llc_unavailable", m.llc_unavailable}};
 }
 
 Measurement from_json(const nlohmann::json& j) {
@@ -153,6 +157,8 @@ Measurement from_json(const nlohmann::json& j) {
   m.blocking_locks = j.at("blocking_locks"), m.contended_locks = j.at("contended_locks");
   m.threads_created = j.at("threads_created");
   m.ranks = j.at("ranks"), m.allreduce_s = j.at("allreduce_s"), m.hidden_allreduce_s = j.at("hidden_allreduce_s");
+  m.llc_references = j.at("llc_references"), m.llc_misses = j.at("llc_misses");
+  m.llc_unavailable = j.at("llc_unavailable");
   return m;
 }
 
@@ -164,6 +170,8 @@ Measurement run_one(const Options& o, const std::string& design, std::size_t thr
   const int T = nc.config.context, B = o.batch;
   const std::size_t K = static_cast<std::size_t>(o.accum), n = layout.total();
   const std::vector<std::int32_t> corpus = generated_corpus(std::size_t{1} << 20, o.seed);
+  const train::CacheCounters cache;  // before any worker thread, so that every one inherits it
+  train::CacheCounters::Counts cache_start;
 
   std::vector<float> params(n);
   model::init_params(layout, params.data(), o.seed);
@@ -214,7 +222,10 @@ Measurement run_one(const Options& o, const std::string& design, std::size_t thr
     pipeline.for_each_lane(
         [&](std::size_t w) { workers[w] = std::make_unique<train::LaneState>(nc.config, lane_rows, T, precision); });
     for (; step < total_steps; ++step) {
-      if (step == static_cast<std::size_t>(o.warmup)) cpu_start = train::process_usage().cpu_seconds;
+      if (step == static_cast<std::size_t>(o.warmup)) {
+        cpu_start = train::process_usage().cpu_seconds;
+        cache_start = cache.read();
+      }
       const parallel::StepStats st = data_parallel.step(work, params.data(), adamw, kLr, kClip);
       m.final_loss = st.loss_sum;
       if (step < static_cast<std::size_t>(o.warmup)) continue;
@@ -236,7 +247,10 @@ Measurement run_one(const Options& o, const std::string& design, std::size_t thr
     };
     std::vector<float> grad(n);
     for (; step < total_steps; ++step) {
-      if (step == static_cast<std::size_t>(o.warmup)) cpu_start = train::process_usage().cpu_seconds;
+      if (step == static_cast<std::size_t>(o.warmup)) {
+        cpu_start = train::process_usage().cpu_seconds;
+        cache_start = cache.read();
+      }
       const auto t0 = Clock::now();
       const parallel::BaselineStats bs = baseline.step(K, micro_batch, grad.data());
       const auto t_reduced = Clock::now();
@@ -256,6 +270,10 @@ Measurement run_one(const Options& o, const std::string& design, std::size_t thr
     }
   }
   const train::ProcessUsage usage = train::process_usage();
+  const train::CacheCounters::Counts cache_end = cache.read();
+  m.llc_references = cache_end.references - cache_start.references;
+  m.llc_misses = cache_end.misses - cache_start.misses;
+  m.llc_unavailable = cache.unavailable_reason();
   m.steps = static_cast<std::size_t>(o.steps);
   m.cpu_s = usage.cpu_seconds - cpu_start;
   m.peak_rss_mib = usage.peak_rss_mib;
@@ -318,6 +336,7 @@ struct Row {
   double compute_ms = 0, idle_ms = 0;  // the step-time breakdown's other parts
   double locks_per_step = 0, contended_locks_per_step = 0, threads_created_per_step = 0, cpu_util_pct = 0;
   double allreduce_ms = 0, hidden_allreduce_ms = 0, hidden_allreduce_pct = 0;  // 0 with one process
+  std::optional<double> llc_miss_pct;  // none where the counters are unavailable (or counted nothing)
 };
 
 Row derive(const Measurement& m, double reference_tokens_per_s, std::size_t reference_threads, double epoch_tokens,
@@ -350,6 +369,7 @@ Row derive(const Measurement& m, double reference_tokens_per_s, std::size_t refe
   r.allreduce_ms = m.allreduce_s / steps * 1e3;
   r.hidden_allreduce_ms = m.hidden_allreduce_s / steps * 1e3;
   r.hidden_allreduce_pct = m.allreduce_s > 0 ? 100.0 * m.hidden_allreduce_s / m.allreduce_s : 0.0;
+  if (m.llc_unavailable.empty() && m.llc_references > 0) r.llc_miss_pct = 100.0 * m.llc_misses / m.llc_references;
   return r;
 }
 
@@ -384,7 +404,28 @@ nlohmann::json row_json(const Row& r, const Options& o, const std::string& comma
           {"ranks", r.m.ranks},
           {"allreduce_ms", r.allreduce_ms},
           {"hidden_allreduce_ms", r.hidden_allreduce_ms},
-          {"hidden_allreduce_pct", r.hidden_allreduce_pct}};
+          {"hidden_allreduce_pct", r.hidden_allreduce_pct},
+          {"llc_miss_pct", r.llc_miss_pct ? nlohmann::json(*r.llc_miss_pct) : nlohmann::json(nullptr)},
+          {"llc_unavailable", r.m.llc_unavailable.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.m.llc_unavailable)}};
+}
+
+// "LLC miss rate (...): pipeline 1t 3.1%, 2t 3.4%; baseline 1t 3.0%", or
+// "LLC miss rate (...): unavailable (reason)" where no row has counts.
+std::string cache_miss_line(const std::vector<Row>& rows) {
+  std::string line = "LLC miss rate (cache misses / references, every thread, timed steps):", design, unavailable;
+  bool any = false;
+  for (const Row& r : rows) {
+    any |= r.llc_miss_pct.has_value();
+    if (unavailable.empty()) unavailable = r.m.llc_unavailable;
+  }
+  if (!any) return line + " unavailable (" + (unavailable.empty() ? "no cache references counted" : unavailable) + ")";
+  for (const Row& r : rows) {
+    line += r.m.design == design ? "," : (design.empty() ? " " : "; ") + r.m.design;
+    design = r.m.design;
+    line += fmt::format(" {}t ", r.m.threads) + (r.llc_miss_pct ? fmt::format("{:.1f}%", *r.llc_miss_pct)
+                                                                 : "unavailable (" + r.m.llc_unavailable + ")");
+  }
+  return line;
 }
 
 // The all-reduce columns only with several processes.
@@ -505,6 +546,7 @@ void run_sweep(const Options& o) {
       }
     }
   }
+  if (!o.json) std::printf("%s\n", cache_miss_line(rows).c_str());
   if (!o.plot.empty() && group.is_root()) {
     report::write_svg(o.plot, scaling_charts(rows, threads, o.config));
     if (!o.json) std::printf("wrote %s\n", o.plot.c_str());
