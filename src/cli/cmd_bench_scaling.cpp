@@ -37,6 +37,7 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -56,6 +57,7 @@
 #include "parallel/baseline.h"
 #include "parallel/gradient_pipeline.h"
 #include "report/svg_plot.h"
+#include "train/lanes.h"
 #include "train/process_stats.h"
 
 namespace cllm::cli {
@@ -129,6 +131,8 @@ struct Measurement {
   std::size_t blocking_locks = 0, contended_locks = 0, threads_created = 0;
   int ranks = 1;                                   // processes in the data-parallel step
   double allreduce_s = 0, hidden_allreduce_s = 0;  // 0 with one process
+  double llc_references = 0, llc_misses = 0;       // every thread, timed steps (train::CacheCounters)
+  std::string llc_unavailable;                     // why there are no counts; empty when there are
 };
 
 nlohmann::json to_json(const Measurement& m) {
@@ -138,7 +142,8 @@ nlohmann::json to_json(const Measurement& m) {
           {"cpu_s", m.cpu_s}, {"peak_rss_mib", m.peak_rss_mib}, {"final_loss", m.final_loss},
           {"blocking_locks", m.blocking_locks}, {"contended_locks", m.contended_locks},
           {"threads_created", m.threads_created}, {"ranks", m.ranks},
-          {"allreduce_s", m.allreduce_s}, {"hidden_allreduce_s", m.hidden_allreduce_s}};
+          {"allreduce_s", m.allreduce_s}, {"hidden_allreduce_s", m.hidden_allreduce_s},
+          {"llc_references", m.llc_references}, {"llc_misses", m.llc_misses}, {"llc_unavailable", m.llc_unavailable}};
 }
 
 Measurement from_json(const nlohmann::json& j) {
@@ -152,6 +157,8 @@ Measurement from_json(const nlohmann::json& j) {
   m.blocking_locks = j.at("blocking_locks"), m.contended_locks = j.at("contended_locks");
   m.threads_created = j.at("threads_created");
   m.ranks = j.at("ranks"), m.allreduce_s = j.at("allreduce_s"), m.hidden_allreduce_s = j.at("hidden_allreduce_s");
+  m.llc_references = j.at("llc_references"), m.llc_misses = j.at("llc_misses");
+  m.llc_unavailable = j.at("llc_unavailable");
   return m;
 }
 
@@ -163,6 +170,8 @@ Measurement run_one(const Options& o, const std::string& design, std::size_t thr
   const int T = nc.config.context, B = o.batch;
   const std::size_t K = static_cast<std::size_t>(o.accum), n = layout.total();
   const std::vector<std::int32_t> corpus = generated_corpus(std::size_t{1} << 20, o.seed);
+  const train::CacheCounters cache;  // before any worker thread, so that every one inherits it
+  train::CacheCounters::Counts cache_start;
 
   std::vector<float> params(n);
   model::init_params(layout, params.data(), o.seed);
@@ -176,29 +185,26 @@ Measurement run_one(const Options& o, const std::string& design, std::size_t thr
   constexpr double kLr = 3e-4;
   constexpr float kClip = 1.0f;
 
-  struct WorkerState {
-    WorkerState(const model::Config& c, int batch, int seq, model::Precision p)
-        : ws(c, batch, seq, p), inputs(static_cast<std::size_t>(batch) * seq), targets(inputs.size()) {}
-    model::Workspace ws;
-    std::vector<std::int32_t> inputs, targets;
-  };
   // The pipeline computes on at most one lane per core, as cllm train does;
   // the baseline runs a thread per micro-batch, all of them at once.
   const std::size_t lanes = design == "pipeline" ? std::min(threads, parallel::available_cores()) : threads;
-  std::vector<std::unique_ptr<WorkerState>> workers(lanes);
+  train::Lanes workers(lanes);
   std::size_t step = 0;
-  // Sequence i of the run starts at a scattered offset of the corpus.
-  const auto work = [&](std::size_t w, std::size_t k, float* grad, bool first) -> double {
-    WorkerState& s = *workers[w];
-    for (int r = 0; r < B; ++r) {
-      const std::uint64_t i = (static_cast<std::uint64_t>(step) * K + k) * B + static_cast<std::uint64_t>(r);
+  // Sequence i of the run starts at a scattered offset of the corpus. A piece
+  // is weighted by its share of the K x B sequences, as in cllm train.
+  const auto work = [&](std::size_t w, const parallel::Piece& piece, float* grad, bool first) -> double {
+    train::LaneState& s = *workers[w];
+    const auto rows = static_cast<std::ptrdiff_t>(piece.rows.size());
+    for (std::ptrdiff_t r = 0; r < rows; ++r) {
+      const std::uint64_t i = (static_cast<std::uint64_t>(step) * K + piece.micro_batch) * B + piece.rows.begin + r;
       const std::size_t offset = (i * 2654435761ULL) % (corpus.size() - static_cast<std::size_t>(T) - 1);
       std::copy_n(corpus.begin() + static_cast<std::ptrdiff_t>(offset), T, s.inputs.begin() + r * T);
       std::copy_n(corpus.begin() + static_cast<std::ptrdiff_t>(offset) + 1, T, s.targets.begin() + r * T);
     }
-    const float loss = model::forward(layout, weights, s.inputs.data(), s.targets.data(), B, T, s.ws);
-    model::backward(layout, weights, grad, 1.0f / static_cast<float>(K), first, s.ws);
-    return static_cast<double>(loss) / static_cast<double>(K);
+    const float loss = model::forward(layout, weights, s.inputs.data(), s.targets.data(), static_cast<int>(rows), T, s.ws);
+    const double global_rows = static_cast<double>(K) * B;
+    model::backward(layout, weights, grad, static_cast<float>(static_cast<double>(rows) / global_rows), first, s.ws);
+    return static_cast<double>(loss) * static_cast<double>(rows) / global_rows;
   };
 
   Measurement m;
@@ -211,10 +217,15 @@ Measurement run_one(const Options& o, const std::string& design, std::size_t thr
   const auto total_steps = static_cast<std::size_t>(o.warmup + o.steps);
   if (design == "pipeline") {
     parallel::GradientPipeline pipeline(n, {.threads = threads, .lanes = lanes});
-    dist::DataParallelStep data_parallel(group, pipeline, K);  // with one process: pipeline.step
-    pipeline.for_each_lane([&](std::size_t w) { workers[w] = std::make_unique<WorkerState>(nc.config, B, T, precision); });
+    dist::DataParallelStep data_parallel(group, pipeline, K, static_cast<std::size_t>(B));  // one process: pipeline.step
+    const std::size_t lane_rows = data_parallel.split().max_rows();
+    pipeline.for_each_lane(
+        [&](std::size_t w) { workers[w] = std::make_unique<train::LaneState>(nc.config, lane_rows, T, precision); });
     for (; step < total_steps; ++step) {
-      if (step == static_cast<std::size_t>(o.warmup)) cpu_start = train::process_usage().cpu_seconds;
+      if (step == static_cast<std::size_t>(o.warmup)) {
+        cpu_start = train::process_usage().cpu_seconds;
+        cache_start = cache.read();
+      }
       const parallel::StepStats st = data_parallel.step(work, params.data(), adamw, kLr, kClip);
       m.final_loss = st.loss_sum;
       if (step < static_cast<std::size_t>(o.warmup)) continue;
@@ -229,12 +240,19 @@ Measurement run_one(const Options& o, const std::string& design, std::size_t thr
     }
   } else {
     parallel::BaselineAccumulator baseline(n, threads);
-    for (auto& w : workers) w = std::make_unique<WorkerState>(nc.config, B, T, precision);
+    for (auto& w : workers) w = std::make_unique<train::LaneState>(nc.config, static_cast<std::size_t>(B), T, precision);
+    // A thread per whole micro-batch.
+    const parallel::MicroBatchFn micro_batch = [&](std::size_t w, std::size_t k, float* grad, bool first) {
+      return work(w, {k, {0, static_cast<std::size_t>(B)}}, grad, first);
+    };
     std::vector<float> grad(n);
     for (; step < total_steps; ++step) {
-      if (step == static_cast<std::size_t>(o.warmup)) cpu_start = train::process_usage().cpu_seconds;
+      if (step == static_cast<std::size_t>(o.warmup)) {
+        cpu_start = train::process_usage().cpu_seconds;
+        cache_start = cache.read();
+      }
       const auto t0 = Clock::now();
-      const parallel::BaselineStats bs = baseline.step(K, work, grad.data());
+      const parallel::BaselineStats bs = baseline.step(K, micro_batch, grad.data());
       const auto t_reduced = Clock::now();
       const double norm = std::sqrt(kernels::active().sum_squares(grad.data(), n));
       if (std::isfinite(norm)) adamw.update(params.data(), grad.data(), kLr, optim::clip_scale(norm, kClip));
@@ -252,6 +270,10 @@ Measurement run_one(const Options& o, const std::string& design, std::size_t thr
     }
   }
   const train::ProcessUsage usage = train::process_usage();
+  const train::CacheCounters::Counts cache_end = cache.read();
+  m.llc_references = cache_end.references - cache_start.references;
+  m.llc_misses = cache_end.misses - cache_start.misses;
+  m.llc_unavailable = cache.unavailable_reason();
   m.steps = static_cast<std::size_t>(o.steps);
   m.cpu_s = usage.cpu_seconds - cpu_start;
   m.peak_rss_mib = usage.peak_rss_mib;
@@ -314,6 +336,7 @@ struct Row {
   double compute_ms = 0, idle_ms = 0;  // the step-time breakdown's other parts
   double locks_per_step = 0, contended_locks_per_step = 0, threads_created_per_step = 0, cpu_util_pct = 0;
   double allreduce_ms = 0, hidden_allreduce_ms = 0, hidden_allreduce_pct = 0;  // 0 with one process
+  std::optional<double> llc_miss_pct;  // none where the counters are unavailable (or counted nothing)
 };
 
 Row derive(const Measurement& m, double reference_tokens_per_s, std::size_t reference_threads, double epoch_tokens,
@@ -346,6 +369,7 @@ Row derive(const Measurement& m, double reference_tokens_per_s, std::size_t refe
   r.allreduce_ms = m.allreduce_s / steps * 1e3;
   r.hidden_allreduce_ms = m.hidden_allreduce_s / steps * 1e3;
   r.hidden_allreduce_pct = m.allreduce_s > 0 ? 100.0 * m.hidden_allreduce_s / m.allreduce_s : 0.0;
+  if (m.llc_unavailable.empty() && m.llc_references > 0) r.llc_miss_pct = 100.0 * m.llc_misses / m.llc_references;
   return r;
 }
 
@@ -380,7 +404,28 @@ nlohmann::json row_json(const Row& r, const Options& o, const std::string& comma
           {"ranks", r.m.ranks},
           {"allreduce_ms", r.allreduce_ms},
           {"hidden_allreduce_ms", r.hidden_allreduce_ms},
-          {"hidden_allreduce_pct", r.hidden_allreduce_pct}};
+          {"hidden_allreduce_pct", r.hidden_allreduce_pct},
+          {"llc_miss_pct", r.llc_miss_pct ? nlohmann::json(*r.llc_miss_pct) : nlohmann::json(nullptr)},
+          {"llc_unavailable", r.m.llc_unavailable.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.m.llc_unavailable)}};
+}
+
+// "LLC miss rate (...): pipeline 1t 3.1%, 2t 3.4%; baseline 1t 3.0%", or
+// "LLC miss rate (...): unavailable (reason)" where no row has counts.
+std::string cache_miss_line(const std::vector<Row>& rows) {
+  std::string line = "LLC miss rate (cache misses / references, every thread, timed steps):", design, unavailable;
+  bool any = false;
+  for (const Row& r : rows) {
+    any |= r.llc_miss_pct.has_value();
+    if (unavailable.empty()) unavailable = r.m.llc_unavailable;
+  }
+  if (!any) return line + " unavailable (" + (unavailable.empty() ? "no cache references counted" : unavailable) + ")";
+  for (const Row& r : rows) {
+    line += r.m.design == design ? "," : (design.empty() ? " " : "; ") + r.m.design;
+    design = r.m.design;
+    line += fmt::format(" {}t ", r.m.threads) + (r.llc_miss_pct ? fmt::format("{:.1f}%", *r.llc_miss_pct)
+                                                                 : "unavailable (" + r.m.llc_unavailable + ")");
+  }
+  return line;
 }
 
 // The all-reduce columns only with several processes.
@@ -501,6 +546,7 @@ void run_sweep(const Options& o) {
       }
     }
   }
+  if (!o.json) std::printf("%s\n", cache_miss_line(rows).c_str());
   if (!o.plot.empty() && group.is_root()) {
     report::write_svg(o.plot, scaling_charts(rows, threads, o.config));
     if (!o.json) std::printf("wrote %s\n", o.plot.c_str());

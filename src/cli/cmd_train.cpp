@@ -1,6 +1,8 @@
 // `cllm train`, `cllm generate`, `cllm eval`: the product's main commands.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -15,6 +17,7 @@
 #include "model/gpt.h"
 #include "parallel/worker_pool.h"
 #include "train/checkpoint.h"
+#include "train/lanes.h"
 #include "train/memory_plan.h"
 #include "train/sampling.h"
 #include "train/trainer.h"
@@ -213,6 +216,7 @@ void add_eval(CLI::App& app) {
   auto seq = std::make_shared<int>(0);
   auto batch = std::make_shared<int>(8);
   auto max_batches = std::make_shared<std::size_t>(0);
+  auto threads = std::make_shared<std::size_t>(0);
   auto heads = std::make_shared<int>(0);
   auto precision = std::make_shared<std::string>("auto");
   tok->add(*cmd);
@@ -220,11 +224,14 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--ckpt", *ckpt, "Weights (.safetensors), checkpoint directory or run directory")->required();
   cmd->add_option("--data", *data_path, "Text file, directory or .tok file to evaluate on")->required();
   cmd->add_option("--seq", *seq, "Tokens per sequence (default: the model context)");
-  cmd->add_option("--batch", *batch, "Sequences per forward pass")->capture_default_str();
-  cmd->add_option("--max-batches", *max_batches, "Stop after this many batches (0: the whole file)")->capture_default_str();
+  cmd->add_option("--batch", *batch, "Sequences per forward pass, at most")->capture_default_str();
+  cmd->add_option("--max-batches", *max_batches, "Evaluate the first N x --batch sequences (0: the whole file)")
+      ->capture_default_str();
+  cmd->add_option("--threads", *threads, "Worker threads, 1-256 (default: all hardware threads)");
   cmd->add_option("--heads", *heads, "Attention heads, for weights that do not record them");
   for (const char* name : {"--seq", "--batch", "--heads"}) cmd->get_option(name)->check(at_least(1, true));
   cmd->get_option("--max-batches")->check(CLI::NonNegativeNumber);
+  cmd->get_option("--threads")->check(CLI::Range(std::size_t{1}, parallel::WorkerPool::kMaxThreads));
   cmd->callback([=] {
     const model::Precision products = model::choose_precision(*precision).precision;
     const fs::path weights_path = resolve_weights(*ckpt);
@@ -238,27 +245,29 @@ void add_eval(CLI::App& app) {
       throw std::invalid_argument(fmt::format("--seq {} exceeds the model context {}", T, weights.config.context));
     const auto ds = data::Dataset::load({*data_path, {}, 0.0}, *tokenizer);
     const data::BatchSampler sampler(ds.train, T, data::DataOrder::sequential, 0);
-    const std::uint64_t n_seq = sampler.sequences_per_epoch();
-    std::uint64_t n_batches = (n_seq + static_cast<std::uint64_t>(*batch) - 1) / static_cast<std::uint64_t>(*batch);
-    if (*max_batches) n_batches = std::min<std::uint64_t>(n_batches, *max_batches);
-    model::Workspace ws = train::allocate_named(
-        "the evaluation workspace", model::Workspace::planned_bytes(weights.config, *batch, T, products),
-        [&] { return model::Workspace(weights.config, *batch, T, products); });
-    std::vector<std::int32_t> in(static_cast<std::size_t>(*batch * T)), tg(in.size());
-    double loss_sum = 0.0;
-    std::uint64_t rows_total = 0;
-    for (std::uint64_t b = 0; b < n_batches; ++b) {
-      const std::uint64_t rows = std::min<std::uint64_t>(static_cast<std::uint64_t>(*batch), n_seq - b * static_cast<std::uint64_t>(*batch));
-      for (std::uint64_t r = 0; r < rows; ++r)
-        sampler.fill(b * static_cast<std::uint64_t>(*batch) + r, in.data() + r * static_cast<std::uint64_t>(T),
-                     tg.data() + r * static_cast<std::uint64_t>(T));
-      loss_sum += static_cast<double>(model::forward(layout, pass_weights, in.data(), tg.data(),
-                                                     static_cast<int>(rows), T, ws)) * static_cast<double>(rows);
-      rows_total += rows;
-    }
-    const double loss = loss_sum / static_cast<double>(rows_total);
-    fmt::print("{}: {} tokens in {} sequences of {}: loss {:.4f}, perplexity {:.3f}\n", data_path->string(),
-               rows_total * static_cast<std::uint64_t>(T), rows_total, T, loss, std::exp(loss));
+    const auto B = static_cast<std::uint64_t>(*batch);
+    std::uint64_t n = sampler.sequences_per_epoch();
+    if (*max_batches) n = std::min<std::uint64_t>(n, *max_batches * B);
+    // At most one lane per core, as in train, and none without a sequence.
+    const std::size_t lanes = static_cast<std::size_t>(
+        std::min<std::uint64_t>({train::resolve_threads(*threads), parallel::available_cores(), n}));
+    const std::uint64_t pieces = train::eval_pieces(n, static_cast<std::size_t>(*batch), lanes);
+    const auto rows = static_cast<std::size_t>((n + pieces - 1) / pieces);  // a lane's pass at most
+    parallel::WorkerPool pool(lanes);
+    train::Lanes lane_state(lanes);
+    train::allocate_named("the evaluation workspaces",
+                          lanes * model::Workspace::planned_bytes(weights.config, static_cast<int>(rows), T, products), [&] {
+                            pool.run([&](std::size_t w) {
+                              lane_state[w] = std::make_unique<train::LaneState>(weights.config, rows, T, products);
+                            });
+                          });
+    const train::EvalResult result = train::evaluate_loss(
+        layout, pass_weights, sampler, n, lane_state, [&](const std::function<void(std::size_t)>& fn) { pool.run(fn); });
+    std::string per_lane;
+    for (const std::uint64_t s : result.sequences_per_lane) per_lane += (per_lane.empty() ? "" : " + ") + std::to_string(s);
+    fmt::print("{}: {} tokens in {} sequences of {}: loss {:.4f}, perplexity {:.3f} ({} lane{}: {} sequences)\n",
+               data_path->string(), n * static_cast<std::uint64_t>(T), n, T, result.loss, std::exp(result.loss), lanes,
+               lanes == 1 ? "" : "s", per_lane);
   });
 }
 

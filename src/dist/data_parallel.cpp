@@ -14,15 +14,21 @@ std::size_t shard_size(std::size_t K, int rank, int size) {
   return r < K ? (K - r + p - 1) / p : 0;
 }
 
+parallel::WorkSplit shard_split(std::size_t K, std::size_t B, std::size_t lanes, int rank, int size) {
+  return parallel::split_work(shard_size(K, rank, size), B, lanes);
+}
+
 DataParallelStep::DataParallelStep(ProcessGroup& group, parallel::GradientPipeline& pipeline, std::size_t K,
-                                   std::size_t bucket_floats)
+                                   std::size_t B, std::size_t bucket_floats)
     : group_(group),
       pipeline_(pipeline),
       K_(K),
-      local_(shard_size(K, group.rank(), group.size())),
+      split_(shard_split(K, B, pipeline.lanes(), group.rank(), group.size())),
       bucket_floats_(bucket_floats),
+      item_losses_(split_.items(), 0.0),
       losses_(K, 0.0) {
   if (K == 0) throw std::invalid_argument("data parallel step: needs at least 1 micro-batch");
+  if (B == 0) throw std::invalid_argument("data parallel step: a micro-batch needs at least 1 row");
   if (bucket_floats == 0) throw std::invalid_argument("data parallel step: bucket size must be >= 1 float");
   if (group_.size() > 1) {
     requests_.resize((pipeline_.size() + bucket_floats - 1) / bucket_floats);
@@ -60,8 +66,11 @@ void DataParallelStep::stream(float* grad, std::size_t ready) {
 void DataParallelStep::finish() {
   // The stream's last call (ready == n) has started every bucket.
   for (; finished_ < started_; ++finished_) requests_[finished_]->wait();
-  // One rank owns each entry, the others add zeros: exact, then summed in
-  // micro-batch order like the single-process pipeline.
+  // A micro-batch's pieces in row order, then one rank owns each entry and
+  // the others add zeros: exact, then summed in micro-batch order like the
+  // single-process pipeline.
+  const std::size_t rank = static_cast<std::size_t>(group_.rank()), size = static_cast<std::size_t>(group_.size());
+  for (std::size_t j = 0; j < split_.items(); ++j) losses_[rank + split_.item(j).micro_batch * size] += item_losses_[j];
   group_.allreduce_sum(losses_.data(), losses_.size());
   allreduce_seconds_ = parallel::seconds_between(first_start_, parallel::Clock::now());
   hidden_allreduce_seconds_ = std::max(0.0, parallel::seconds_between(first_start_, reduced_) - mpi_call_seconds_);
@@ -70,29 +79,31 @@ void DataParallelStep::finish() {
   std::fill(losses_.begin(), losses_.end(), 0.0);
 }
 
-parallel::StepStats DataParallelStep::step(const parallel::MicroBatchFn& work, float* params, optim::AdamW& opt,
-                                           double lr, float max_norm,
-                                           const std::function<bool(double)>& accept_loss) {
-  if (group_.size() == 1) {
-    allreduce_seconds_ = hidden_allreduce_seconds_ = 0.0;
-    return pipeline_.step(K_, work, params, opt, lr, max_norm, accept_loss);
-  }
-  started_ = finished_ = 0;
-  mpi_call_seconds_ = 0.0;
+parallel::StepStats DataParallelStep::step(const PieceFn& work, float* params, optim::AdamW& opt, double lr,
+                                           float max_norm, const std::function<bool(double)>& accept_loss) {
   const std::size_t rank = static_cast<std::size_t>(group_.rank()), size = static_cast<std::size_t>(group_.size());
-  const parallel::MicroBatchFn local_work = [&](std::size_t w, std::size_t i, float* grad, bool first) -> double {
-    if (local_ == 0) {  // no share this step: contribute zeros
+  // Item j of this rank's share: its piece, with the global micro-batch index.
+  const parallel::MicroBatchFn item_work = [&](std::size_t lane, std::size_t j, float* grad, bool first) -> double {
+    if (split_.items() == 0) {  // no share this step: contribute zeros
       kernels::active().zero(grad, pipeline_.size());
       return 0.0;
     }
-    const std::size_t k = rank + i * size;
-    const double loss = work(w, k, grad, first);
-    losses_[k] = loss;
+    parallel::Piece piece = split_.item(j);
+    piece.micro_batch = rank + piece.micro_batch * size;
+    const double loss = work(lane, piece, grad, first);
+    item_losses_[j] = loss;
     return loss;
   };
+  if (size == 1) {
+    allreduce_seconds_ = hidden_allreduce_seconds_ = 0.0;
+    return pipeline_.step(split_.items(), item_work, params, opt, lr, max_norm, accept_loss);
+  }
+  started_ = finished_ = 0;
+  mpi_call_seconds_ = 0.0;
   std::function<bool(double)> accept_global;
   if (accept_loss) accept_global = [&](double) { return accept_loss(loss_sum_); };
-  parallel::StepStats stats = pipeline_.step(std::max<std::size_t>(local_, 1), local_work, params, opt, lr, max_norm, accept_global);
+  parallel::StepStats stats =
+      pipeline_.step(std::max<std::size_t>(split_.items(), 1), item_work, params, opt, lr, max_norm, accept_global);
   stats.loss_sum = loss_sum_;
   return stats;
 }

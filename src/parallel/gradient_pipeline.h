@@ -10,6 +10,9 @@
 // No mutex is taken during the step: the queue, segment ownership and the
 // publication slots are atomics. Loss and gradient are sums over the
 // micro-batches (the work function scales them, e.g. by 1/K, to make means).
+// A micro-batch here is whatever the work function runs as one unit:
+// dist::DataParallelStep hands it the work items of parallel::split_work,
+// pieces of the trainer's micro-batches when there are fewer than lanes.
 #pragma once
 
 #include <cstddef>

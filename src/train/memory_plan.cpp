@@ -65,7 +65,7 @@ std::string MemoryPlan::describe() const {
   return text + ")";
 }
 
-MemoryPlan plan_training_memory(const model::Config& config, int batch, int seq, std::size_t lanes,
+MemoryPlan plan_training_memory(const model::Config& config, std::size_t lane_rows, int seq, std::size_t lanes,
                                 model::Precision precision) {
   const std::size_t n = config.num_params(), f32 = n * sizeof(float);
   MemoryPlan plan;
@@ -75,11 +75,11 @@ MemoryPlan plan_training_memory(const model::Config& config, int batch, int seq,
   plan.parts.push_back({"moments", 1, 2 * f32});
   // One gradient buffer per lane, and the reduced gradient.
   plan.parts.push_back({"grads", lanes + 1, f32});
-  plan.parts.push_back({"workspaces", lanes, model::Workspace::planned_bytes(config, batch, seq, precision)});
+  plan.parts.push_back({"workspaces", lanes, model::Workspace::planned_bytes(config, static_cast<int>(lane_rows), seq, precision)});
   // What the GEMM library's packing buffers leave in each thread's allocator
-  // arena: measured up to about 1.5 x the MLP's (B*T, 4d) f32 activation per
+  // arena: measured up to about 1.5 x the MLP's (rows*T, 4d) f32 activation per
   // lane (oneDNN 2.6's AVX2 sgemm, Zen 3; far less on AVX-512).
-  const std::size_t widest = static_cast<std::size_t>(batch) * static_cast<std::size_t>(seq) * 4 * config.dim;
+  const std::size_t widest = lane_rows * static_cast<std::size_t>(seq) * 4 * config.dim;
   plan.parts.push_back({"gemm scratch", lanes, widest * sizeof(float) * 3 / 2});
   const std::size_t kv = 2 * static_cast<std::size_t>(config.layers) * config.context * config.dim;
   plan.parts.push_back({"sampling", 1, (kv + static_cast<std::size_t>(config.vocab)) * sizeof(float)});

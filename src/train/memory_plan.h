@@ -34,7 +34,9 @@ struct MemoryPlan {
   std::string describe() const;
 };
 
-MemoryPlan plan_training_memory(const model::Config& config, int batch, int seq, std::size_t lanes,
+// lane_rows: the sequences one lane's pass runs at most (--batch, or the
+// piece of it parallel::split_work gives a lane), which sizes each workspace.
+MemoryPlan plan_training_memory(const model::Config& config, std::size_t lane_rows, int seq, std::size_t lanes,
                                 model::Precision precision);
 
 // What the run may use: MemAvailable of /proc/meminfo, or less where the

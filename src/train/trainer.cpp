@@ -1,14 +1,12 @@
 #include "train/trainer.h"
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <stdexcept>
-#include <thread>
 #include <vector>
 
 #include <fmt/core.h>
@@ -21,6 +19,7 @@
 #include "optim/adamw.h"
 #include "parallel/gradient_pipeline.h"
 #include "train/checkpoint.h"
+#include "train/lanes.h"
 #include "train/loss_spike.h"
 #include "train/memory_plan.h"
 #include "train/metrics_log.h"
@@ -36,17 +35,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-// Per-worker state: built on the worker's own thread (first touch) and used
-// only by it.
-struct WorkerState {
-  WorkerState(const model::Config& config, int batch, int seq, model::Precision precision)
-      : ws(config, batch, seq, precision),
-        inputs(static_cast<std::size_t>(batch) * static_cast<std::size_t>(seq)),
-        targets(inputs.size()) {}
-  model::Workspace ws;
-  std::vector<std::int32_t> inputs, targets;
-};
 
 // Model FLOPs per trained token (forward + backward), nanoGPT's estimate:
 // 6 per non-embedding-position parameter (the tied head counts) plus the
@@ -105,13 +93,21 @@ std::string what_a_change_means(const std::string& key) {
   return "the run will differ from an uninterrupted one";
 }
 
+// ", split into 2 work items of 4 seqs over 2 lanes" where the micro-batches
+// are cut into pieces (parallel::split_work), else nothing. With several
+// processes rank 0's share is described (each rank cuts its own).
+std::string describe_split(const parallel::WorkSplit& split, std::size_t lanes, bool several_processes) {
+  if (split.pieces == 1) return "";
+  const std::size_t least = split.rows / split.pieces, most = split.max_rows();
+  return fmt::format(", {}split into {} work items of {} seqs over {} lanes", several_processes ? "rank 0's share " : "",
+                     split.items(), least == most ? std::to_string(most) : fmt::format("{}-{}", least, most), lanes);
+}
+
 }  // namespace
 
 TrainSummary run_training(const TrainOptions& opt) {
   check_options(opt);
-  const std::size_t threads = opt.threads ? opt.threads : std::max(1u, std::thread::hardware_concurrency());
-  if (threads > parallel::WorkerPool::kMaxThreads)
-    throw std::invalid_argument(fmt::format("--threads must be in [1, {}], got {}", parallel::WorkerPool::kMaxThreads, threads));
+  const std::size_t threads = resolve_threads(opt.threads);
   const auto tokenizer = data::make_tokenizer(opt.tokenizer, opt.encoder_json, opt.vocab_bpe);
   const model::PrecisionChoice precision = model::choose_precision(opt.precision);
   const bool bf16 = precision.precision == model::Precision::bf16;
@@ -132,15 +128,26 @@ TrainSummary run_training(const TrainOptions& opt) {
   if (seq > config.context)
     throw std::invalid_argument(fmt::format("--seq {} exceeds the model context {}", seq, config.context));
 
+  // Several processes (mpirun): rank 0 alone reads and writes the run
+  // directory and prints; the others get its state by broadcast below.
+  dist::ProcessGroup& group = opt.group ? *opt.group : dist::world();
+  const bool root = group.is_root();
+
   // Memory, planned before anything large is allocated. The tokens loaded
   // next are not in it (a corpus is read whole today).
   // Threads beyond the cores this process may use get no compute lane (see
   // PipelineOptions::lanes): oversubscription then costs no buffers or cache.
+  const std::size_t K = opt.accum;
+  const std::size_t B = static_cast<std::size_t>(opt.batch);
   const std::size_t cores = std::min(threads, parallel::available_cores());
   const parallel::PipelineOptions pipeline_options{.threads = threads, .lanes = cores,
                                                    .deterministic = opt.deterministic};
+  // A lane's workspace holds the rows of one of its work items (the split
+  // dist::DataParallelStep makes below), not necessarily a whole micro-batch.
+  const std::size_t lane_rows =
+      dist::shard_split(K, B, parallel::compute_lanes(pipeline_options), group.rank(), group.size()).max_rows();
   const MemoryPlan memory =
-      plan_training_memory(config, opt.batch, seq, parallel::compute_lanes(pipeline_options), precision.precision);
+      plan_training_memory(config, lane_rows, seq, parallel::compute_lanes(pipeline_options), precision.precision);
   const MemoryAvailable available = available_memory();
   fmt::print("memory: {}; {} available ({})\n", memory.describe(), format_bytes(available.bytes),
              available.source.empty() ? "unknown" : available.source);
@@ -157,8 +164,6 @@ TrainSummary run_training(const TrainOptions& opt) {
   if (dataset.validation.size >= static_cast<std::uint64_t>(seq) + 1)
     val_sampler.emplace(dataset.validation, seq, data::DataOrder::sequential, opt.seed);
 
-  const std::size_t K = opt.accum;
-  const std::size_t B = static_cast<std::size_t>(opt.batch);
   const std::size_t tokens_per_step = K * B * static_cast<std::size_t>(seq);
   const std::size_t steps_per_epoch =
       std::max<std::size_t>(1, (train_sampler.sequences_per_epoch() + K * B - 1) / (K * B));
@@ -177,10 +182,6 @@ TrainSummary run_training(const TrainOptions& opt) {
     return optim::AdamW(layout.total(), {opt.lr, opt.beta1, opt.beta2, 1e-8f, opt.weight_decay}, ranges);
   });
 
-  // Several processes (mpirun): rank 0 alone reads and writes the run
-  // directory and prints; the others get its state by broadcast below.
-  dist::ProcessGroup& group = opt.group ? *opt.group : dist::world();
-  const bool root = group.is_root();
   std::error_code ec;
   if (root) fs::create_directories(opt.out, ec);
   if (ec) throw std::runtime_error("cannot create output directory '" + opt.out.string() + "': " + ec.message());
@@ -248,12 +249,14 @@ TrainSummary run_training(const TrainOptions& opt) {
   parallel::GradientPipeline pipeline =
       allocate_part(memory, "grads", [&] { return parallel::GradientPipeline(layout.total(), pipeline_options); });
   const std::size_t lanes = pipeline.lanes();
-  dist::DataParallelStep data_parallel(group, pipeline, K);
-  std::vector<std::unique_ptr<WorkerState>> workers(lanes);  // one workspace per lane
+  dist::DataParallelStep data_parallel(group, pipeline, K, B);
+  const parallel::WorkSplit& split = data_parallel.split();
+  Lanes workers(lanes);  // one workspace per lane
   allocate_part(memory, "workspaces", [&] {
     pipeline.for_each_lane(
-        [&](std::size_t w) { workers[w] = std::make_unique<WorkerState>(config, opt.batch, seq, precision.precision); });
+        [&](std::size_t w) { workers[w] = std::make_unique<LaneState>(config, split.max_rows(), seq, precision.precision); });
   });
+  const ForEachLane for_each_lane = [&](const std::function<void(std::size_t)>& fn) { pipeline.for_each_lane(fn); };
 
   MetricsLog metrics(root ? opt.out / "metrics.jsonl" : fs::path("/dev/null"));  // rank 0 logs
   const double flops_tok = flops_per_token(layout, seq);
@@ -272,8 +275,8 @@ TrainSummary run_training(const TrainOptions& opt) {
   fmt::print("  data {}: {} train tokens, {} validation tokens, tokenizer {}{}\n", opt.data.string(), dataset.train.size,
              dataset.validation.size, tokenizer->name(),
              dataset.skipped.empty() ? "" : fmt::format(" ({} non-text files skipped)", dataset.skipped.size()));
-  fmt::print("  batch: {} micro-batches x {} seqs x {} tokens = {} tokens/step; {} steps/epoch; {} steps\n", K, B, seq,
-             tokens_per_step, steps_per_epoch, total_steps);
+  fmt::print("  batch: {} micro-batches x {} seqs x {} tokens = {} tokens/step{}; {} steps/epoch; {} steps\n", K, B, seq,
+             tokens_per_step, describe_split(split, lanes, group.size() > 1), steps_per_epoch, total_steps);
   fmt::print("  threads {} ({}{}), lr {:g} -> {:g} {} warmup {}, wd {:g}, betas {:g}/{:g}, clip {:g}, seed {}, out {}\n",
              threads, opt.deterministic ? "deterministic" : "dynamic queue",
              lanes < threads ? fmt::format(", {} compute lanes: more threads than the {} cores", lanes, cores) : "",
@@ -286,38 +289,27 @@ TrainSummary run_training(const TrainOptions& opt) {
     fmt::print("  {} processes ({}) x {} threads; micro-batch k on rank k mod {}\n", group.size(), group.backend(), threads,
                group.size());
 
-  // Mean validation loss over eval_batches micro-batches, spread over the workers.
+  // Mean validation loss over eval_batches micro-batches, spread over the lanes.
   auto evaluate = [&]() -> double {
     if (!val_sampler || !root) return -1.0;
     const std::size_t n = std::min<std::size_t>(opt.eval_batches, std::max<std::uint64_t>(1, val_sampler->sequences_per_epoch() / B));
-    std::vector<double> losses(n);
-    std::atomic<std::size_t> next{0};
-    pipeline.for_each_lane([&](std::size_t w) {
-      WorkerState& s = *workers[w];
-      for (std::size_t b = next.fetch_add(1); b < n; b = next.fetch_add(1)) {
-        for (std::size_t r = 0; r < B; ++r)
-          val_sampler->fill(b * B + r, s.inputs.data() + r * static_cast<std::size_t>(seq),
-                            s.targets.data() + r * static_cast<std::size_t>(seq));
-        losses[b] = model::forward(layout, weights, s.inputs.data(), s.targets.data(), opt.batch, seq, s.ws);
-      }
-    });
-    double sum = 0.0;
-    for (double l : losses) sum += l;
-    return sum / static_cast<double>(n);
+    return evaluate_loss(layout, weights, *val_sampler, n * B, workers, for_each_lane).loss;
   };
 
   summary.first_step = step;
   std::size_t bad_in_a_row = 0;
   std::size_t current_step = step;  // captured by the work function
-  const auto work = [&](std::size_t w, std::size_t k, float* grad, bool first) -> double {
-    WorkerState& s = *workers[w];
-    const std::uint64_t first_seq = (static_cast<std::uint64_t>(current_step) * K + k) * B;
-    for (std::size_t r = 0; r < B; ++r)
-      train_sampler.fill(first_seq + r, s.inputs.data() + r * static_cast<std::size_t>(seq),
-                         s.targets.data() + r * static_cast<std::size_t>(seq));
-    const float loss = model::forward(layout, weights, s.inputs.data(), s.targets.data(), opt.batch, seq, s.ws);
-    model::backward(layout, weights, grad, 1.0f / static_cast<float>(K), first, s.ws);
-    return static_cast<double>(loss) / static_cast<double>(K);
+  const auto work = [&](std::size_t w, const parallel::Piece& piece, float* grad, bool first) -> double {
+    LaneState& s = *workers[w];
+    const std::size_t rows = piece.rows.size();
+    s.fill(train_sampler, (static_cast<std::uint64_t>(current_step) * K + piece.micro_batch) * B + piece.rows.begin, rows);
+    const float loss = model::forward(layout, weights, s.inputs.data(), s.targets.data(), static_cast<int>(rows), seq, s.ws);
+    // Weighted by the piece's share of the K x B sequences, so loss and
+    // gradient are the global batch's means however it is split (a whole
+    // micro-batch: exactly 1/K).
+    const double global_rows = static_cast<double>(K * B);
+    model::backward(layout, weights, grad, static_cast<float>(static_cast<double>(rows) / global_rows), first, s.ws);
+    return static_cast<double>(loss) * static_cast<double>(rows) / global_rows;
   };
   auto save = [&]() {
     group.barrier();  // every rank has finished the step before its checkpoint exists
@@ -345,6 +337,7 @@ TrainSummary run_training(const TrainOptions& opt) {
   double sum_allreduce_s = 0, sum_hidden_allreduce_s = 0;
   double sum_cpu_s = 0;  // process CPU time inside steps (not saves or evals)
   std::size_t locks = 0, contended_locks = 0, counted_steps = 0;
+  std::vector<std::size_t> lane_items(lanes, 0);  // work items each lane ran
   const auto t_start = Clock::now();
   ProgressLine progress;  // between logged steps, on a terminal
 
@@ -384,6 +377,7 @@ TrainSummary run_training(const TrainOptions& opt) {
     sum_idle_s += idle_s;
     sum_phase_thread_s += st.reduce_phase_seconds * static_cast<double>(lanes);
     locks += st.blocking_locks, contended_locks += st.contended_locks;
+    for (std::size_t w = 0; w < lanes; ++w) lane_items[w] += st.micro_batches_per_worker[w];
     ++counted_steps;
     summary.final_loss = st.loss_sum;
     const double elapsed = seconds_since(t_start);
@@ -405,6 +399,7 @@ TrainSummary run_training(const TrainOptions& opt) {
                    {"allreduce_ms", data_parallel.allreduce_seconds() * 1e3},
                    {"hidden_allreduce_ms", data_parallel.hidden_allreduce_seconds() * 1e3},
                    {"idle_pct", 100.0 * idle_s / std::max(1e-12, st.reduce_phase_seconds * static_cast<double>(lanes))},
+                   {"items_per_lane", st.micro_batches_per_worker},
                    {"blocking_locks", st.blocking_locks},
                    {"contended_locks", st.contended_locks},
                    {"skipped", !st.finite || st.rejected},
@@ -495,6 +490,9 @@ TrainSummary run_training(const TrainOptions& opt) {
       fmt::print("  all-reduce ({} ranks)     {:10.2f} ms/step ({:.2f} ms hidden behind compute)\n", group.size(),
                  sum_allreduce_s / n * 1e3, sum_hidden_allreduce_s / n * 1e3);
     fmt::print("  idle                     {:10.2f} %\n", 100.0 * sum_idle_s / std::max(1e-12, sum_phase_thread_s));
+    std::string per_lane;
+    for (std::size_t items : lane_items) per_lane += fmt::format("{}{:.1f}", per_lane.empty() ? "" : " | ", static_cast<double>(items) / n);
+    fmt::print("  work items per lane      {} per step (of up to {} seqs)\n", per_lane, split.max_rows());
     fmt::print("  blocking lock operations {:10} total (pthread mutexes taken in the process, the sgemm library's included;"
                " {} found the mutex held)\n", locks, contended_locks);
     fmt::print("  CPU utilisation (steps)  {:10.1f} % (of {} cores)\n", 100.0 * cpu_util, cores);

@@ -189,6 +189,35 @@ TEST_F(BenchTest, ScalingTablePrintsTheCommandFirst) {
   EXPECT_EQ(r.out.find("baseline "), std::string::npos);
 }
 
+// The last-level cache miss rate: a percentage per row where perf_event_open
+// counts, else "unavailable (reason)" (as in most VMs); in JSON llc_miss_pct,
+// or null with llc_unavailable saying why.
+TEST_F(BenchTest, ScalingReportsTheCacheMissRateOrWhyNot) {
+  const std::string args = "bench scaling --config tiny --threads 1 --steps 1 --warmup 0 --accum 2 --no-baseline";
+  const Result table = cllm(args);
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  const std::string prefix = "LLC miss rate (cache misses / references, every thread, timed steps): ";
+  const std::size_t at = table.out.find(prefix);
+  ASSERT_NE(at, std::string::npos) << table.out;
+  const std::string rest = table.out.substr(at + prefix.size(), table.out.find('\n', at) - at - prefix.size());
+  const bool unavailable = rest.starts_with("unavailable (perf_event_open: ") && rest.ends_with(")");
+  const bool counted = rest.starts_with("pipeline 1t ") && rest.ends_with("%");
+  EXPECT_TRUE(unavailable || counted) << rest;
+
+  const Result json = cllm(args + " --json");
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  const std::vector<nlohmann::json> rows = json_lines(json.out);
+  ASSERT_EQ(rows.size(), 1u) << json.out;
+  if (unavailable) {
+    EXPECT_TRUE(rows[0]["llc_miss_pct"].is_null()) << rows[0].dump();
+    EXPECT_TRUE(rows[0]["llc_unavailable"].is_string()) << rows[0].dump();
+  } else {
+    EXPECT_TRUE(rows[0]["llc_unavailable"].is_null()) << rows[0].dump();
+    EXPECT_GE(rows[0]["llc_miss_pct"].get<double>(), 0.0) << rows[0].dump();
+    EXPECT_LE(rows[0]["llc_miss_pct"].get<double>(), 100.0) << rows[0].dump();
+  }
+}
+
 TEST_F(BenchTest, ScalingRejectsBadFlags) {
   Result r = cllm("bench scaling --config huge --threads 1");
   EXPECT_EQ(r.exit_code, 1);

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <functional>
 #include <memory>
@@ -34,6 +35,16 @@ TEST(Shard, MicroBatchKGoesToRankKModP) {
     }
   }
   EXPECT_EQ(dist::shard_size(2, 2, 3), 0u);  // K < P: rank 2 has no share
+}
+
+// A rank's share is cut for its lanes only when it has fewer micro-batches than lanes.
+TEST(Shard, EachRankSplitsItsOwnShare) {
+  EXPECT_EQ(dist::shard_split(1, 8, 2, 0, 1).pieces, 2u);
+  EXPECT_EQ(dist::shard_split(4, 8, 2, 0, 3).micro_batches, 2u);  // micro-batches 0 and 3: one per lane
+  EXPECT_EQ(dist::shard_split(4, 8, 2, 0, 3).pieces, 1u);
+  EXPECT_EQ(dist::shard_split(4, 8, 2, 1, 3).pieces, 2u);  // micro-batch 1 alone: two pieces of 4
+  EXPECT_EQ(dist::shard_split(4, 8, 2, 1, 3).max_rows(), 4u);
+  EXPECT_EQ(dist::shard_split(2, 8, 2, 2, 3).items(), 0u);  // no share
 }
 
 TEST(Backend, ParsesNamesAndRejectsOthers) {
@@ -87,15 +98,44 @@ TEST(DataParallelStep, OneRankEqualsThePipeline) {
     optim::AdamW adamw(n, {1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f}, {{0, n, true}});
     parallel::GradientPipeline pipeline(n, {.threads = 2, .deterministic = true, .segment_floats = 128});
     const auto group = dist::make_single_process_group();
-    dist::DataParallelStep dp(*group, pipeline, K);
+    dist::DataParallelStep dp(*group, pipeline, K, 1);  // one row: never split
+    const dist::PieceFn piece_work = [&](std::size_t lane, const parallel::Piece& piece, float* grad, bool first) {
+      return work(lane, piece.micro_batch, grad, first);
+    };
     double loss = 0;
     for (int s = 0; s < 3; ++s)
-      loss = through_dist ? dp.step(work, params.data(), adamw, 1e-2, 1.0f).loss_sum
+      loss = through_dist ? dp.step(piece_work, params.data(), adamw, 1e-2, 1.0f).loss_sum
                           : pipeline.step(K, work, params.data(), adamw, 1e-2, 1.0f).loss_sum;
     EXPECT_DOUBLE_EQ(loss, 3.0);
     return params;
   };
   EXPECT_EQ(run(true), run(false));
+}
+
+// One micro-batch on two lanes: two pieces of 4 rows, one per lane (fixed
+// assignment), every row once, the loss and gradient summed over the pieces.
+TEST(DataParallelStep, SplitsAMicroBatchOverTheLanes) {
+  const std::size_t n = 100, K = 1, B = 8;
+  std::vector<std::atomic<int>> row_runs(B);
+  const auto work = [&](std::size_t, const parallel::Piece& piece, float* grad, bool first) -> double {
+    EXPECT_EQ(piece.micro_batch, 0u);
+    for (std::size_t r = piece.rows.begin; r < piece.rows.end; ++r) ++row_runs[r];
+    const auto rows = static_cast<float>(piece.rows.size());
+    for (std::size_t i = 0; i < n; ++i) grad[i] = (first ? 0.0f : grad[i]) + rows * static_cast<float>(i % 5 + 1);
+    return 0.5 * static_cast<double>(piece.rows.size());
+  };
+  std::vector<float> params(n, 0.25f);
+  optim::AdamW adamw(n, {1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f}, {{0, n, true}});
+  parallel::GradientPipeline pipeline(n, {.threads = 2, .deterministic = true, .segment_floats = 32});
+  const auto group = dist::make_single_process_group();
+  dist::DataParallelStep dp(*group, pipeline, K, B);
+  EXPECT_EQ(dp.split().items(), 2u);
+  EXPECT_EQ(dp.split().max_rows(), 4u);
+  const parallel::StepStats stats = dp.step(work, params.data(), adamw, 1e-2, 0.0f);
+  EXPECT_EQ(stats.micro_batches_per_worker, (std::vector<std::size_t>{1, 1}));
+  EXPECT_DOUBLE_EQ(stats.loss_sum, 4.0);
+  for (std::size_t r = 0; r < B; ++r) EXPECT_EQ(row_runs[r], 1) << "row " << r;
+  for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(pipeline.gradient()[i], 8.0f * static_cast<float>(i % 5 + 1)) << i;
 }
 
 namespace {
@@ -177,7 +217,8 @@ class SimulatedPair final : public dist::ProcessGroup {
 TEST(DataParallelStep, BucketedAllReduceSumsEveryFloatOnce) {
   const std::size_t n = 1000, K = 6;  // rank 0 of 2: micro-batches 0, 2, 4
   const auto local_value = [](std::size_t i) { return 9.0f * static_cast<float>(i % 5 + 1); };  // 1 + 3 + 5
-  const auto work = [&](std::size_t, std::size_t k, float* grad, bool first) -> double {
+  const auto work = [&](std::size_t, const parallel::Piece& piece, float* grad, bool first) -> double {
+    const std::size_t k = piece.micro_batch;
     for (std::size_t i = 0; i < n; ++i) grad[i] = (first ? 0.0f : grad[i]) + static_cast<float>((k + 1) * (i % 5 + 1));
     return 1.0;
   };
@@ -192,7 +233,7 @@ TEST(DataParallelStep, BucketedAllReduceSumsEveryFloatOnce) {
       parallel::GradientPipeline pipeline(
           n, {.threads = s.threads, .lanes = s.lanes, .deterministic = s.deterministic, .segment_floats = 64});
       SimulatedPair group(pipeline.gradient(), local_value);
-      dist::DataParallelStep dp(group, pipeline, K, bucket);
+      dist::DataParallelStep dp(group, pipeline, K, 1, bucket);
       ASSERT_EQ(dp.buckets(), (n + bucket - 1) / bucket);
       EXPECT_EQ(dp.local_micro_batches(), 3u);
       std::vector<float> params(n, 0.25f);
@@ -218,17 +259,46 @@ TEST(DataParallelStep, BucketedAllReduceSumsEveryFloatOnce) {
   }
 }
 
+// Rank 0 of two with micro-batch 0 of K = 2 and three lanes: its share is
+// cut into three pieces, whose losses are summed into micro-batch 0's entry
+// of the losses' all-reduce; the gradient is all-reduced as without a split.
+TEST(DataParallelStep, SplitsARanksShareAndSumsItsPiecesLosses) {
+  const std::size_t n = 500, K = 2, B = 6;
+  const auto local_value = [](std::size_t i) { return 6.0f * static_cast<float>(i % 5 + 1); };
+  const auto work = [&](std::size_t, const parallel::Piece& piece, float* grad, bool first) -> double {
+    EXPECT_EQ(piece.micro_batch, 0u);
+    EXPECT_EQ(piece.rows.size(), 2u);
+    for (std::size_t i = 0; i < n; ++i) grad[i] = (first ? 0.0f : grad[i]) + 2.0f * static_cast<float>(i % 5 + 1);
+    return 0.25 * static_cast<double>(piece.rows.end);  // 0.5 + 1 + 1.5
+  };
+  parallel::GradientPipeline pipeline(n, {.threads = 3, .deterministic = true, .segment_floats = 64});
+  SimulatedPair group(pipeline.gradient(), local_value);
+  dist::DataParallelStep dp(group, pipeline, K, B, 128);
+  EXPECT_EQ(dp.local_micro_batches(), 1u);
+  EXPECT_EQ(dp.split().items(), 3u);
+  std::vector<float> params(n, 0.25f);
+  optim::AdamW adamw(n, {1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f}, {{0, n, true}});
+  for (int step = 0; step < 2; ++step) {  // the per-micro-batch losses start from zero each step
+    const parallel::StepStats stats = dp.step(work, params.data(), adamw, 1e-2, 0.0f);
+    EXPECT_DOUBLE_EQ(stats.loss_sum, 3.0);
+    EXPECT_EQ(stats.micro_batches_per_worker, (std::vector<std::size_t>{1, 1, 1}));
+    for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(pipeline.gradient()[i], 2.0f * local_value(i)) << i;
+  }
+  EXPECT_FALSE(group.wrong_thread);
+  EXPECT_FALSE(group.not_final);
+}
+
 // With many buckets, most are started, and tested, while the rest of the
 // gradient is still being reduced: the hidden part is reported.
 TEST(DataParallelStep, ReportsTheAllReduceHiddenBehindTheReduction) {
   const std::size_t n = std::size_t{1} << 20, K = 4;
-  const auto work = [&](std::size_t, std::size_t k, float* grad, bool first) -> double {
-    for (std::size_t i = 0; i < n; ++i) grad[i] = (first ? 0.0f : grad[i]) + static_cast<float>(k + 1);
+  const auto work = [&](std::size_t, const parallel::Piece& piece, float* grad, bool first) -> double {
+    for (std::size_t i = 0; i < n; ++i) grad[i] = (first ? 0.0f : grad[i]) + static_cast<float>(piece.micro_batch + 1);
     return 1.0;
   };
   parallel::GradientPipeline pipeline(n, {.threads = 1, .segment_floats = 1024});
   SimulatedPair group(pipeline.gradient(), [](std::size_t) { return 4.0f; });  // micro-batches 0 and 2
-  dist::DataParallelStep dp(group, pipeline, K, 4096);
+  dist::DataParallelStep dp(group, pipeline, K, 1, 4096);
   std::vector<float> params(n, 0.25f);
   optim::AdamW adamw(n, {1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f}, {{0, n, true}});
   dp.step(work, params.data(), adamw, 1e-2, 0.0f);

@@ -147,14 +147,15 @@ TEST_F(DistTest, NonBlockingAllReduceSums) {
 // the same parameters on every rank, consistent timings.
 TEST_F(DistTest, BucketedStepSumsTheGlobalGradient) {
   const std::size_t n = 1000, K = 5;
-  const auto work = [&](std::size_t, std::size_t k, float* grad, bool first) -> double {
+  const auto work = [&](std::size_t, const parallel::Piece& piece, float* grad, bool first) -> double {
+    const std::size_t k = piece.micro_batch;
     for (std::size_t i = 0; i < n; ++i) grad[i] = (first ? 0.0f : grad[i]) + static_cast<float>((k + 1) * (i % 5 + 1));
     return static_cast<double>(k);
   };
   for (std::size_t bucket : {10u, 96u, 5000u}) {
     SCOPED_TRACE("bucket " + std::to_string(bucket));
     parallel::GradientPipeline pipeline(n, {.threads = 2, .segment_floats = 64});
-    dist::DataParallelStep dp(world(), pipeline, K, bucket);
+    dist::DataParallelStep dp(world(), pipeline, K, 1, bucket);
     std::vector<float> params(n, 0.25f);
     optim::AdamW adamw(n, {1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f}, {{0, n, true}});
     for (int step = 0; step < 2; ++step) {
@@ -170,6 +171,8 @@ TEST_F(DistTest, BucketedStepSumsTheGlobalGradient) {
 }
 
 // accum 4: uneven shares for P = 3; accum 2 with P = 3: rank 2 has none.
+// A share of fewer micro-batches than a rank's 2 lanes (accum 2 on P = 2,
+// ranks 1 and 2 of accum 4 on P = 3) is cut into pieces of its rows.
 TEST_F(DistTest, FiveStepsEqualTheSingleProcessRun) {
   for (std::size_t accum : {4u, 2u}) {
     SCOPED_TRACE("accum " + std::to_string(accum));

@@ -1,6 +1,7 @@
 // What a newcomer meets in the first hour, through the real cllm binary:
-// progress on a terminal, printable generated text, tokenizers recorded in
-// token files and checkpoints, GPT-2's vocabulary found without paths.
+// progress on a terminal, printable generated text, eval on every lane,
+// tokenizers recorded in token files and checkpoints, GPT-2's vocabulary
+// found without paths.
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>
@@ -16,6 +17,7 @@
 
 #include "data/tokenizer.h"
 #include "fixtures.h"
+#include "parallel/worker_pool.h"
 #include "run_cllm.h"
 #include "train/checkpoint.h"
 #include "train/sampling.h"
@@ -121,6 +123,40 @@ TEST(FirstHour, GenerateWritesValidUtf8AndRawWritesTheExactBytes) {
   EXPECT_TRUE(valid_utf8(printed.output)) << printed.output;
   EXPECT_EQ(printed.output, data::sanitize_utf8(expected) + "\n");
   EXPECT_NE(printed.output.find("\xEF\xBF\xBD"), std::string::npos);
+}
+
+// `cllm eval --threads 2` spreads the sequences over both lanes and gives the
+// loss of --threads 1, up to rounding: "... loss 5.5463, perplexity 256.3
+// (2 lanes: 611 + 611 sequences)".
+TEST(FirstHour, EvalRunsOnEveryLane) {
+  if (parallel::available_cores() < 2) GTEST_SKIP() << "this process may use 1 core: eval has 1 lane";
+  const ScratchDir dir("eval_lanes");
+  write_file(dir / "corpus.txt", corpus_text());
+  write_tiny_weights(dir / "w.safetensors");
+  struct Eval {
+    double loss;
+    std::string lanes;
+  };
+  const auto eval = [&](const std::string& threads) {
+    const RunResult r = run_cllm({"eval", "--ckpt", (dir / "w.safetensors").string(), "--data",
+                                  (dir / "corpus.txt").string(), "--precision", "fp32", "--threads", threads}, {}, 120);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    const std::size_t loss = r.output.find(": loss "), lanes = r.output.find(" (", loss);
+    if (loss == std::string::npos || lanes == std::string::npos) {
+      ADD_FAILURE() << r.output;
+      return Eval{0.0, ""};
+    }
+    return Eval{std::stod(r.output.substr(loss + 7)), r.output.substr(lanes + 2, r.output.find(')', lanes) - lanes - 2)};
+  };
+  const Eval one = eval("1"), two = eval("2");
+  EXPECT_TRUE(one.lanes.starts_with("1 lane: ")) << one.lanes;
+  EXPECT_NEAR(two.loss, one.loss, 1e-4 * one.loss);  // the output's rounding
+  ASSERT_TRUE(two.lanes.starts_with("2 lanes: ")) << two.lanes;
+  const std::string counts = two.lanes.substr(9);  // "611 + 611 sequences"
+  const std::size_t plus = counts.find(" + ");
+  ASSERT_NE(plus, std::string::npos) << two.lanes;
+  EXPECT_GT(std::stoul(counts.substr(0, plus)), 0u) << two.lanes;
+  EXPECT_GT(std::stoul(counts.substr(plus + 3)), 0u) << two.lanes;
 }
 
 // The data directory of these tests, with GPT-2's vocabulary fetched into it
