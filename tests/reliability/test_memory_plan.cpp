@@ -66,14 +66,14 @@ TEST(MemoryPlan, AnAllocationBeyondALimitIsNamed) {
   if (kSanitizerRss != nullptr) GTEST_SKIP() << "sanitizers reserve terabytes of address space: no RLIMIT_AS";
   const ScratchDir d("memory_rlimit");
   write_file(d / "corpus.txt", corpus_text() + corpus_text(8) + corpus_text(9));
-  // 2 x 0.65 GiB of workspaces (attention's probabilities at context 2048; each lane runs 2 of the 4
-  // sequences) under a 1 GiB address-space limit.
+  // 2 x 0.86 GiB of workspaces (context 2048; each lane runs 8 of the 16 sequences) under a 1 GiB
+  // address-space limit.
   const auto limit_address_space = [] {
     const rlimit limit{std::size_t{1} << 30, std::size_t{1} << 30};
     ::setrlimit(RLIMIT_AS, &limit);
   };
   const RunResult r = run_cllm(train_args(d, {"--layers", "4", "--dim", "256", "--heads", "8", "--context", "2048",
-                                              "--batch", "4", "--precision", "fp32"}),
+                                              "--batch", "16", "--precision", "fp32"}),
                                limit_address_space);
   EXPECT_TRUE(clean_failure(r)) << r.output;
   EXPECT_NE(r.output.find("out of memory allocating the workspaces (2 x "), std::string::npos) << r.output;
