@@ -99,8 +99,8 @@ template <class Op>
 void lm_head_loss_backward(float* dx, float* dwte, float* logits, Op* dlogits_operand, const Op* x, const Op* wte,
                            const std::int32_t* targets, const float* lse, int N, int C, int V, int chunk_rows,
                            float dloss, bool accumulate);
-// Rows per chunk for N rows of vocabulary V: about 32 MiB of logits (all the
-// rows of a small vocabulary at once), enough rows to keep the products
+// Rows per chunk for N rows of vocabulary V: about 128 MiB of logits (all
+// the rows of a small vocabulary at once), enough rows to keep the products
 // compute-bound.
 int lm_head_chunk_rows(int N, int V);
 
