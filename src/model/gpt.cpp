@@ -16,8 +16,6 @@
 namespace cllm::model {
 namespace {
 
-using kernels::GemmShape;
-using kernels::sgemm;
 
 // Sizes beyond these are mistakes, not models (GPT-2 XL: 48 layers, d 1600).
 constexpr long long kMaxVocab = 1 << 24;
@@ -531,11 +529,18 @@ KvCache::KvCache(const Config& config) : config_(config) {
   fc_.resize(4 * C);
   fc_gelu_.resize(4 * C);
   logits_.resize(sz(config.vocab));
+  operand_.resize(4 * C);
 }
 
 void KvCache::reset() { pos_ = 0; }
 
-const float* KvCache::step(const ParamLayout& layout, const float* params, std::int32_t token) {
+const float* KvCache::step(const ParamLayout& layout, Weights weights, std::int32_t token) {
+  if (weights.bf16) return step_with(layout, weights.f32, weights.bf16, token);
+  return step_with(layout, weights.f32, weights.f32, token);
+}
+
+template <class Op>
+const float* KvCache::step_with(const ParamLayout& layout, const float* params, const Op* mats, std::int32_t token) {
   const Config& cfg = config_;
   if (layout.config().dim != cfg.dim || layout.config().layers != cfg.layers ||
       layout.config().vocab != cfg.vocab || layout.config().heads != cfg.heads)
@@ -547,6 +552,10 @@ const float* KvCache::step(const ParamLayout& layout, const float* params, std::
   const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
   const auto& mk = detail::model_kernels();
   const auto& kt = kernels::active();
+  // x in the operand type (f32: x itself; bf16: converted into operand_)
+  Op* scratch = nullptr;
+  if constexpr (!std::is_same_v<Op, float>) scratch = operand_.data();
+  const auto operand = [&](const std::vector<float>& x) { return layers::as_operand(x.data(), scratch, x.size()); };
   float mean = 0.0f, rstd = 0.0f;
   layers::encoder_forward(x_.data(), &token, params + layout.wte(), params + layout.wpe() + sz(pos_) * sz(C), 1, 1, C);
   for (int l = 0; l < cfg.layers; ++l) {
@@ -554,7 +563,7 @@ const float* KvCache::step(const ParamLayout& layout, const float* params, std::
     float* kc = k_.data() + sz(l) * sz(cfg.context) * sz(C);
     float* vc = v_.data() + sz(l) * sz(cfg.context) * sz(C);
     layers::layernorm_forward(ln_.data(), &mean, &rstd, x_.data(), params + p.ln1_w, params + p.ln1_b, 1, C);
-    layers::matmul_forward(qkv_.data(), ln_.data(), params + p.attn_w, params + p.attn_b, nullptr, 1, C, 3 * C);
+    layers::matmul_forward(qkv_.data(), operand(ln_), mats + p.attn_w, params + p.attn_b, nullptr, 1, C, 3 * C);
     std::copy(qkv_.begin() + C, qkv_.begin() + 2 * C, kc + sz(pos_) * sz(C));
     std::copy(qkv_.begin() + 2 * C, qkv_.end(), vc + sz(pos_) * sz(C));
     const std::size_t n = sz(pos_) + 1;
@@ -567,21 +576,19 @@ const float* KvCache::step(const ParamLayout& layout, const float* params, std::
       std::fill(o, o + hs, 0.0f);
       for (std::size_t s = 0; s < n; ++s) kt.axpy(o, att_[s] * inv, vc + s * sz(C) + sz(h * hs), sz(hs));
     }
-    layers::matmul_forward(next_x_.data(), atty_.data(), params + p.attn_proj_w, params + p.attn_proj_b, x_.data(),
+    layers::matmul_forward(next_x_.data(), operand(atty_), mats + p.attn_proj_w, params + p.attn_proj_b, x_.data(),
                            1, C, C);
     std::swap(x_, next_x_);
     layers::layernorm_forward(ln_.data(), &mean, &rstd, x_.data(), params + p.ln2_w, params + p.ln2_b, 1, C);
-    layers::matmul_forward(fc_.data(), ln_.data(), params + p.fc_w, params + p.fc_b, nullptr, 1, C, 4 * C);
+    layers::matmul_forward(fc_.data(), operand(ln_), mats + p.fc_w, params + p.fc_b, nullptr, 1, C, 4 * C);
     layers::gelu_forward(fc_gelu_.data(), fc_.data(), fc_.size());
-    layers::matmul_forward(next_x_.data(), fc_gelu_.data(), params + p.fc_proj_w, params + p.fc_proj_b, x_.data(), 1,
+    layers::matmul_forward(next_x_.data(), operand(fc_gelu_), mats + p.fc_proj_w, params + p.fc_proj_b, x_.data(), 1,
                            4 * C, C);
     std::swap(x_, next_x_);
   }
   layers::layernorm_forward(ln_.data(), &mean, &rstd, x_.data(), params + layout.lnf_w(), params + layout.lnf_b(), 1,
                             C);
-  // logits (1,V) = ln_f(x) @ wte^T
-  const GemmShape head{.trans_b = true, .m = 1, .n = cfg.vocab, .k = C, .lda = C, .ldb = C, .ldc = cfg.vocab};
-  sgemm(head, ln_.data(), params + layout.wte(), logits_.data());
+  layers::lm_head_forward(logits_.data(), operand(ln_), mats + layout.wte(), 1, C, cfg.vocab);
   ++pos_;
   return logits_.data();
 }

@@ -169,21 +169,27 @@ void backward(const ParamLayout& layout, Weights weights, float* grad, float sca
               bool overwrite, Workspace& ws);
 
 // Incremental inference for generation: step() appends one token at the next
-// position and returns the logits (V) for the token after it.
+// position and returns the logits (V) for the token after it. With bf16
+// weights (Weights::bf16 set) the products read them, as a bf16 workspace
+// does; the cached keys and values and attention stay f32.
 class KvCache {
  public:
   explicit KvCache(const Config& config);
   void reset();  // back to position 0
   // Throws std::invalid_argument for an out-of-range token and
   // std::length_error when position() == context.
-  const float* step(const ParamLayout& layout, const float* params, std::int32_t token);
+  const float* step(const ParamLayout& layout, Weights weights, std::int32_t token);
   int position() const { return pos_; }
 
  private:
+  template <class Op>
+  const float* step_with(const ParamLayout& layout, const float* params, const Op* mats, std::int32_t token);
+
   Config config_;
   int pos_ = 0;
   std::vector<float> k_, v_;  // (layers, context, dim)
   std::vector<float> x_, next_x_, ln_, qkv_, atty_, att_, fc_, fc_gelu_, logits_;
+  std::vector<kernels::bf16> operand_;  // ln_, atty_ or fc_gelu_ converted for bf16 products
 };
 
 }  // namespace cllm::model

@@ -59,7 +59,7 @@ std::int32_t sample(const float* logits, int vocab, const SamplingOptions& opt, 
 
 }  // namespace
 
-std::string generate_text(const model::ParamLayout& layout, const float* params, const data::Tokenizer& tokenizer,
+std::string generate_text(const model::ParamLayout& layout, model::Weights weights, const data::Tokenizer& tokenizer,
                           std::string_view prompt, const SamplingOptions& options,
                           const std::function<void(std::string_view)>& on_text) {
   options.validate();
@@ -72,7 +72,7 @@ std::string generate_text(const model::ParamLayout& layout, const float* params,
   const std::size_t kv_bytes = 2 * sizeof(float) * static_cast<std::size_t>(config.layers) * config.context * config.dim;
   model::KvCache cache = allocate_named("the KV cache", kv_bytes, [&] { return model::KvCache(config); });
   const float* logits = nullptr;
-  for (std::int32_t t : context) logits = cache.step(layout, params, t);
+  for (std::int32_t t : context) logits = cache.step(layout, weights, t);
 
   // A model vocabulary padded past the tokenizer's never samples the padding.
   const int vocab = std::min(config.vocab, tokenizer.vocab_size());
@@ -90,12 +90,12 @@ std::string generate_text(const model::ParamLayout& layout, const float* params,
       emitted = text.size();
     }
     if (cache.position() >= config.context) break;
-    logits = cache.step(layout, params, next);
+    logits = cache.step(layout, weights, next);
   }
   return text;
 }
 
-void print_generation(const model::ParamLayout& layout, const float* params, const data::Tokenizer& tokenizer,
+void print_generation(const model::ParamLayout& layout, model::Weights weights, const data::Tokenizer& tokenizer,
                       std::string_view prompt, const SamplingOptions& options, bool raw) {
   const auto write = [](std::string_view text) {
     std::fwrite(text.data(), 1, text.size(), stdout);
@@ -107,7 +107,7 @@ void print_generation(const model::ParamLayout& layout, const float* params, con
     else write(sanitizer.feed(bytes));
   };
   print(prompt);
-  generate_text(layout, params, tokenizer, prompt, options, print);
+  generate_text(layout, weights, tokenizer, prompt, options, print);
   if (!raw) write(sanitizer.finish());
 }
 

@@ -26,7 +26,7 @@ struct SamplingOptions {
 // Generates up to options.tokens tokens after `prompt` (stops early when the
 // context is full) and returns the decoded continuation (without the prompt).
 // on_text, when set, receives each piece of text as it is generated.
-std::string generate_text(const model::ParamLayout& layout, const float* params, const data::Tokenizer& tokenizer,
+std::string generate_text(const model::ParamLayout& layout, model::Weights weights, const data::Tokenizer& tokenizer,
                           std::string_view prompt, const SamplingOptions& options,
                           const std::function<void(std::string_view)>& on_text = {});
 
@@ -34,7 +34,7 @@ std::string generate_text(const model::ParamLayout& layout, const float* params,
 // comes (flushed piece by piece): the exact bytes when raw, else valid UTF-8
 // through a data::Utf8Sanitizer, so a character split across tokens prints
 // whole and bytes that are no character print as U+FFFD.
-void print_generation(const model::ParamLayout& layout, const float* params, const data::Tokenizer& tokenizer,
+void print_generation(const model::ParamLayout& layout, model::Weights weights, const data::Tokenizer& tokenizer,
                       std::string_view prompt, const SamplingOptions& options, bool raw);
 
 }  // namespace cllm::train

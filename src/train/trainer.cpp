@@ -328,7 +328,7 @@ TrainSummary run_training(const TrainOptions& opt) {
     so.tokens = opt.sample_tokens;
     so.seed = seed;
     fmt::print("--- sample at step {} ---\n", step);
-    print_generation(layout, params.data(), *tokenizer, "", so, false);
+    print_generation(layout, weights, *tokenizer, "", so, false);  // in the run's precision
     fmt::print("\n---\n");
   };
 

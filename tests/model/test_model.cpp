@@ -12,6 +12,7 @@
 
 #include "model/gpt.h"
 #include "model/layers.h"
+#include "support/bf16_skip.h"
 
 namespace cllm::model {
 namespace {
@@ -289,6 +290,28 @@ TEST(KvCache, LogitsMatchFullForwardAtEveryPosition) {
   EXPECT_THROW(cache.step(layout, p.data(), 0), std::length_error);
   cache.reset();
   EXPECT_THROW(cache.step(layout, p.data(), 23), std::invalid_argument);
+}
+
+// With bf16 weights the cache's products are bf16: its logits follow the
+// f32 cache's within bf16 rounding.
+TEST(KvCache, Bf16WeightsGiveTheF32LogitsWithinBf16Rounding) {
+  SKIP_WITHOUT_NATIVE_BF16();
+  const Config c{23, 2, 32, 4, 40};
+  const ParamLayout layout(c);
+  const auto p = test_params(layout, 16);
+  const std::vector<kernels::bf16> p_bf16 = bf16_copy(p, Precision::bf16);
+  const auto tokens = random_ids(static_cast<std::size_t>(c.context), c.vocab, 17);
+  KvCache f32(c), bf16(c);
+  for (const std::int32_t token : tokens) {
+    const float* a = f32.step(layout, p.data(), token);
+    const float* b = bf16.step(layout, Weights(p.data(), p_bf16), token);
+    float max_abs = 0.0f, max_err = 0.0f;
+    for (int v = 0; v < c.vocab; ++v) {
+      max_abs = std::max(max_abs, std::abs(a[v]));
+      max_err = std::max(max_err, std::abs(a[v] - b[v]));
+    }
+    ASSERT_LE(max_err, 2e-2f * max_abs) << "position " << f32.position();
+  }
 }
 
 TEST(Concurrency, SeparateWorkspacesMatchSingleThread) {
