@@ -107,8 +107,8 @@ Result run_config(const NamedConfig& bc, model::Precision precision, int steps, 
   std::vector<double> times, adamw_times;
   for (int s = 0; s < warmup + steps; ++s) {
     const auto t0 = Clock::now();
-    r.loss = model::forward(layout, weights, tokens.data(), targets.data(), B, T, ws);
-    model::backward(layout, weights, grad.data(), 1.0f, /*overwrite=*/true, ws);
+    r.loss = model::forward_backward(layout, weights, tokens.data(), targets.data(), B, T, grad.data(), 1.0f,
+                                     /*overwrite=*/true, ws);
     if (s >= warmup) times.push_back(seconds_since(t0));
     const auto t1 = Clock::now();
     adamw.update(params.data(), grad.data(), 1e-4);  // tiny steps: the weights barely move
@@ -122,8 +122,8 @@ Result run_config(const NamedConfig& bc, model::Precision precision, int steps, 
   const int profiled = std::min(steps, kProfiledPasses);
   for (int s = 0; s < profiled; ++s) {
     model::profile_phases(true);
-    model::forward(layout, weights, tokens.data(), targets.data(), B, T, ws);
-    model::backward(layout, weights, grad.data(), 1.0f, /*overwrite=*/true, ws);
+    model::forward_backward(layout, weights, tokens.data(), targets.data(), B, T, grad.data(), 1.0f, /*overwrite=*/true,
+                            ws);
     const model::PhaseSeconds pass = model::phase_seconds();
     for (std::size_t p = 0; p < model::kPhases; ++p) r.phases[p] += pass[p] / profiled;
     model::profile_phases(false);

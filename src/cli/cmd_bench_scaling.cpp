@@ -201,9 +201,10 @@ Measurement run_one(const Options& o, const std::string& design, std::size_t thr
       std::copy_n(corpus.begin() + static_cast<std::ptrdiff_t>(offset), T, s.inputs.begin() + r * T);
       std::copy_n(corpus.begin() + static_cast<std::ptrdiff_t>(offset) + 1, T, s.targets.begin() + r * T);
     }
-    const float loss = model::forward(layout, weights, s.inputs.data(), s.targets.data(), static_cast<int>(rows), T, s.ws);
     const double global_rows = static_cast<double>(K) * B;
-    model::backward(layout, weights, grad, static_cast<float>(static_cast<double>(rows) / global_rows), first, s.ws);
+    const float loss = model::forward_backward(layout, weights, s.inputs.data(), s.targets.data(), static_cast<int>(rows),
+                                               T, grad, static_cast<float>(static_cast<double>(rows) / global_rows),
+                                               first, s.ws);
     return static_cast<double>(loss) * static_cast<double>(rows) / global_rows;
   };
 

@@ -182,10 +182,10 @@ struct Workspace::Buffers {
   int head_chunk;  // rows of the LM head's chunk (layers::lm_head_chunk_rows)
   Precision precision;
   // f32 activations; per-layer arrays are [layers][max size of one layer].
-  // att_lse: attention's per-row log-sum-exp, (B,NH,T) per layer; head_lse:
-  // the LM head's per-row log-sum-exp; logits: one chunk of the head's rows.
+  // att_lse: attention's per-row log-sum-exp, (B,NH,T) per layer; logits:
+  // one chunk of the LM head's rows.
   std::vector<float> encoded, ln1_mean, ln1_rstd, qkv, att_lse, res2, ln2_mean, ln2_rstd, fch, res3, lnf_mean,
-      lnf_rstd, logits, head_lse;
+      lnf_rstd, logits;
   // gradients of activations, reused by every layer
   std::vector<float> dres, dbig, dsmall;
   std::vector<float> attention_scratch;  // forward and backward, reused by every layer
@@ -193,7 +193,6 @@ struct Workspace::Buffers {
   Operands<kernels::bf16> bf16;          // sized in bf16 workspaces only
   std::vector<std::int32_t> tokens, targets;
   int B = 0, T = 0;
-  bool ready_for_backward = false;
   std::size_t planned = 0;  // bytes of all the arrays
 
   // allocate false: nothing is allocated, planned counts what would be.
@@ -221,7 +220,6 @@ struct Workspace::Buffers {
     size(lnf_mean, BT);
     size(lnf_rstd, BT);
     size(logits, sz(head_chunk) * V);
-    size(head_lse, BT);
     size(dres, BT * C);
     size(dbig, BT * 4 * C);
     size(dsmall, BT * C);
@@ -252,7 +250,7 @@ struct Workspace::Buffers {
   std::size_t bytes() const {
     std::size_t n = 0;
     for (const auto* v : {&encoded, &ln1_mean, &ln1_rstd, &qkv, &att_lse, &res2, &ln2_mean, &ln2_rstd, &fch, &res3,
-                          &lnf_mean, &lnf_rstd, &logits, &head_lse, &dres, &dbig, &dsmall, &attention_scratch})
+                          &lnf_mean, &lnf_rstd, &logits, &dres, &dbig, &dsmall, &attention_scratch})
       n += v->size() * sizeof(float);
     return n + f32.bytes() + bf16.bytes() + (tokens.size() + targets.size()) * sizeof(std::int32_t);
   }
@@ -341,10 +339,17 @@ namespace {
 // One forward pass with matrix operands of type Op: params are the f32
 // weights (biases, LayerNorm, embeddings), mats the same layout in Op (the
 // f32 weights themselves, or their bf16 copy) for the products.
-// With logits_out null: the loss (targets in w), else the logits (B*T*V) into logits_out.
+// Returns the loss (targets in w), or with logits_out, writes the logits
+// (B*T*V) there instead. With grad, the LM head's backward runs with it (see
+// HeadGradient): dlnf into w.dsmall, wte's part into grad.
+struct HeadGradient {
+  float* grad;
+  float scale;
+  bool overwrite;
+};
 template <class Op>
 float forward_pass(const ParamLayout& layout, const float* params, const Op* mats, float* logits_out,
-                   Workspace::Buffers& w) {
+                   const HeadGradient* head, Workspace::Buffers& w) {
   const Config& cfg = layout.config();
   const int B = w.B, T = w.T, N = B * T, C = cfg.dim, V = cfg.vocab, NH = cfg.heads;
   Operands<Op>& op = w.operands<Op>();
@@ -383,9 +388,10 @@ float forward_pass(const ParamLayout& layout, const float* params, const Op* mat
     layers::lm_head_forward(logits_out, op.lnf.data(), mats + layout.wte(), N, C, V);
     return 0.0f;
   }
-  w.ready_for_backward = true;
-  return layers::lm_head_loss_forward(w.head_lse.data(), w.logits.data(), op.lnf.data(), mats + layout.wte(),
-                                      w.targets.data(), N, C, V, w.head_chunk);
+  // Training runs the head's backward while each chunk's logits are at hand: computed once, not again later.
+  return layers::lm_head_loss(w.logits.data(), op.dlogits.data(), op.lnf.data(), mats + layout.wte(), w.targets.data(),
+                              N, C, V, w.head_chunk, head ? head->scale / static_cast<float>(N) : 0.0f,
+                              w.dsmall.data(), head ? head->grad + layout.wte() : nullptr, head && !head->overwrite);
 }
 
 // Checks the call and copies the inputs into w; targets may be null (forward_logits).
@@ -407,7 +413,6 @@ void start_pass(const char* what, const ParamLayout& layout, const Weights& weig
   if (targets) check_ids("targets", targets, sz(N), cfg.vocab);
   w.B = B;
   w.T = T;
-  w.ready_for_backward = false;
   std::copy(tokens, tokens + N, w.tokens.begin());
   if (targets) std::copy(targets, targets + N, w.targets.begin());
 }
@@ -419,8 +424,8 @@ float forward(const ParamLayout& layout, Weights weights, const std::int32_t* to
   if (targets == nullptr) throw std::invalid_argument("forward: needs targets (forward_logits gives the logits)");
   Workspace::Buffers& w = *ws.buf_;
   start_pass("forward", layout, weights, tokens, targets, B, T, w);
-  if (w.precision == Precision::bf16) return forward_pass(layout, weights.f32, weights.bf16, nullptr, w);
-  return forward_pass(layout, weights.f32, weights.f32, nullptr, w);
+  if (w.precision == Precision::bf16) return forward_pass(layout, weights.f32, weights.bf16, nullptr, nullptr, w);
+  return forward_pass(layout, weights.f32, weights.f32, nullptr, nullptr, w);
 }
 
 void forward_logits(const ParamLayout& layout, Weights weights, const std::int32_t* tokens, int B, int T,
@@ -428,31 +433,27 @@ void forward_logits(const ParamLayout& layout, Weights weights, const std::int32
   Workspace::Buffers& w = *ws.buf_;
   start_pass("forward_logits", layout, weights, tokens, nullptr, B, T, w);
   if (w.precision == Precision::bf16) {
-    forward_pass(layout, weights.f32, weights.bf16, logits, w);
+    forward_pass(layout, weights.f32, weights.bf16, logits, nullptr, w);
   } else {
-    forward_pass(layout, weights.f32, weights.f32, logits, w);
+    forward_pass(layout, weights.f32, weights.f32, logits, nullptr, w);
   }
 }
 
 namespace {
 
-// The backward pass matching forward_pass (same operand type Op).
+// The backward pass after forward_pass with a HeadGradient (same operand
+// type Op): from dlnf in w.dsmall (scaled already) down to the embeddings.
 template <class Op>
-void backward_pass(const ParamLayout& layout, const float* params, const Op* mats, float* grad, float scale,
-                   bool overwrite, Workspace::Buffers& w) {
+void backward_pass(const ParamLayout& layout, const float* params, const Op* mats, float* grad, bool overwrite,
+                   Workspace::Buffers& w) {
   const Config& cfg = layout.config();
-  const int B = w.B, T = w.T, N = B * T, C = cfg.dim, V = cfg.vocab, NH = cfg.heads;
+  const int B = w.B, T = w.T, N = B * T, C = cfg.dim, NH = cfg.heads;
   Operands<Op>& op = w.operands<Op>();
   const bool acc = !overwrite;
   const std::size_t act = w.max_bt * sz(C), stats = w.max_bt;
   const std::size_t lse_stride = layers::attention_kept_size(w.max_batch, w.max_seq, NH);
   // An f32 gradient in the operand type, for the products (bf16: converted into op.dout).
   const auto operand = [&](const float* g, std::size_t n) { return layers::as_operand(g, op.dout.data(), n); };
-
-  // dlnf (N,C) into dsmall; dwte (+)= the head's part
-  layers::lm_head_loss_backward(w.dsmall.data(), grad + layout.wte(), w.logits.data(), op.dlogits.data(), op.lnf.data(),
-                                mats + layout.wte(), w.targets.data(), w.head_lse.data(), N, C, V, w.head_chunk,
-                                scale / static_cast<float>(N), acc);
 
   float* dres = w.dres.data();
   std::fill(dres, dres + sz(N) * sz(C), 0.0f);
@@ -503,14 +504,21 @@ void backward_pass(const ParamLayout& layout, const float* params, const Op* mat
 
 }  // namespace
 
-void backward(const ParamLayout& layout, Weights weights, float* grad, float scale, bool overwrite, Workspace& ws) {
+float forward_backward(const ParamLayout& layout, Weights weights, const std::int32_t* tokens,
+                       const std::int32_t* targets, int B, int T, float* grad, float scale, bool overwrite,
+                       Workspace& ws) {
+  if (targets == nullptr) throw std::invalid_argument("forward_backward: needs targets");
   Workspace::Buffers& w = *ws.buf_;
-  if (!w.ready_for_backward)
-    throw std::logic_error("backward: needs a forward first (one backward per forward)");
-  check_weights(weights, w.precision, "backward");
-  w.ready_for_backward = false;  // a second backward would add the same gradient again
-  if (w.precision == Precision::bf16) return backward_pass(layout, weights.f32, weights.bf16, grad, scale, overwrite, w);
-  backward_pass(layout, weights.f32, weights.f32, grad, scale, overwrite, w);
+  start_pass("forward_backward", layout, weights, tokens, targets, B, T, w);
+  const HeadGradient head{grad, scale, overwrite};
+  if (w.precision == Precision::bf16) {
+    const float loss = forward_pass(layout, weights.f32, weights.bf16, nullptr, &head, w);
+    backward_pass(layout, weights.f32, weights.bf16, grad, overwrite, w);
+    return loss;
+  }
+  const float loss = forward_pass(layout, weights.f32, weights.f32, nullptr, &head, w);
+  backward_pass(layout, weights.f32, weights.f32, grad, overwrite, w);
+  return loss;
 }
 
 // ------------------------------------------------------------------ KvCache

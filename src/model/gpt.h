@@ -143,7 +143,8 @@ class Workspace {
 
  private:
   friend float forward(const ParamLayout&, Weights, const std::int32_t*, const std::int32_t*, int, int, Workspace&);
-  friend void backward(const ParamLayout&, Weights, float*, float, bool, Workspace&);
+  friend float forward_backward(const ParamLayout&, Weights, const std::int32_t*, const std::int32_t*, int, int, float*,
+                                float, bool, Workspace&);
   friend void forward_logits(const ParamLayout&, Weights, const std::int32_t*, int, int, Workspace&, float*);
   std::unique_ptr<Buffers> buf_;
 };
@@ -162,11 +163,13 @@ float forward(const ParamLayout& layout, Weights weights, const std::int32_t* to
 void forward_logits(const ParamLayout& layout, Weights weights, const std::int32_t* tokens, int B, int T,
                     Workspace& ws, float* logits);
 
-// After forward: grad += scale * d(mean loss)/d(params), or grad = ... when
-// overwrite (then grad's old contents, even NaN, are ignored).
-// Throws std::logic_error if there was no forward since the last backward.
-void backward(const ParamLayout& layout, Weights weights, float* grad, float scale,
-              bool overwrite, Workspace& ws);
+// One training pass: forward as above, then grad += scale * d(mean
+// loss)/d(params), or grad = ... when overwrite (then grad's old contents,
+// even NaN, are ignored). Returns the loss. The LM head's backward runs in
+// the forward, chunk by chunk, so its logits are computed once.
+float forward_backward(const ParamLayout& layout, Weights weights, const std::int32_t* tokens,
+                       const std::int32_t* targets, int B, int T, float* grad, float scale, bool overwrite,
+                       Workspace& ws);
 
 // Incremental inference for generation: step() appends one token at the next
 // position and returns the logits (V) for the token after it. With bf16

@@ -418,51 +418,33 @@ void lm_head_forward(float* logits, const Op* x, const Op* wte, int N, int C, in
 }
 
 template <class Op>
-float lm_head_loss_forward(float* lse, float* logits, const Op* x, const Op* wte, const std::int32_t* targets, int N,
-                           int C, int V, int chunk_rows) {
+float lm_head_loss(float* logits, Op* dlogits_operand, const Op* x, const Op* wte, const std::int32_t* targets, int N,
+                   int C, int V, int chunk_rows, float dloss, float* dx, float* dwte, bool accumulate) {
   const auto& mk = detail::model_kernels();
-  const int rows = chunk_rows;
   double total = 0.0;
-  for (int r0 = 0; r0 < N; r0 += rows) {
-    const int m = std::min(rows, N - r0);
-    lm_head_forward(logits, x + static_cast<std::size_t>(r0) * C, wte, m, C, V);
-    const PhaseScope scope(Phase::crossentropy);
-    for (int i = 0; i < m; ++i) {
-      float* row = logits + static_cast<std::size_t>(i) * V;
-      const int n = r0 + i;
-      const float target_logit = row[targets[n]];
-      const float mx = mk.max(row, static_cast<std::size_t>(V));
-      lse[n] = mx + std::log(mk.exp_shift_sum(row, mx, static_cast<std::size_t>(V)));
-      // log-sum-exp form: exact even when the target's probability underflows
-      total += static_cast<double>(lse[n] - target_logit);
-    }
-  }
-  return static_cast<float>(total / N);
-}
-
-template <class Op>
-void lm_head_loss_backward(float* dx, float* dwte, float* logits, Op* dlogits_operand, const Op* x, const Op* wte,
-                           const std::int32_t* targets, const float* lse, int N, int C, int V, int chunk_rows,
-                           float dloss, bool accumulate) {
-  const auto& mk = detail::model_kernels();
-  const int rows = chunk_rows;
-  for (int r0 = 0; r0 < N; r0 += rows) {
-    const int m = std::min(rows, N - r0);
-    const std::size_t cells = static_cast<std::size_t>(m) * V;
+  for (int r0 = 0; r0 < N; r0 += chunk_rows) {
+    const int m = std::min(chunk_rows, N - r0);
     const Op* xc = x + static_cast<std::size_t>(r0) * C;
-    lm_head_forward(logits, xc, wte, m, C, V);  // recomputed: no (N, V) array is kept
+    lm_head_forward(logits, xc, wte, m, C, V);
     {
       const PhaseScope scope(Phase::crossentropy);
-      // dlogits = dloss * (softmax - onehot(target))
       for (int i = 0; i < m; ++i) {
         float* row = logits + static_cast<std::size_t>(i) * V;
-        const int n = r0 + i;
-        mk.exp_shift_sum(row, lse[n], static_cast<std::size_t>(V));
-        for (int j = 0; j < V; ++j) row[j] *= dloss;
-        row[targets[n]] -= dloss;
+        const std::int32_t target = targets[r0 + i];
+        const float target_logit = row[target];
+        const float mx = mk.max(row, static_cast<std::size_t>(V));
+        const float z = mk.exp_shift_sum(row, mx, static_cast<std::size_t>(V));
+        // log-sum-exp form: exact even when the target's probability underflows
+        total += static_cast<double>(mx + std::log(z) - target_logit);
+        if (!dwte) continue;
+        // dlogits = dloss * (softmax - onehot(target)), in place
+        const float s = dloss / z;
+        for (int j = 0; j < V; ++j) row[j] *= s;
+        row[target] -= dloss;
       }
     }
-    const Op* dl = as_operand(logits, dlogits_operand, cells);
+    if (!dwte) continue;
+    const Op* dl = as_operand(logits, dlogits_operand, static_cast<std::size_t>(m) * V);
     // dx[r0:] (m, C) = dlogits @ wte;  dwte [V,C] (+)= dlogits^T @ x[r0:]
     const GemmShape ddx{.m = m, .n = C, .k = V, .lda = V, .ldb = C, .ldc = C};
     product(ddx, dl, wte, dx + static_cast<std::size_t>(r0) * C);
@@ -470,6 +452,7 @@ void lm_head_loss_backward(float* dx, float* dwte, float* logits, Op* dlogits_op
                        .lda = V, .ldb = C, .ldc = C};
     product(dw, dl, xc, dwte);
   }
+  return static_cast<float>(total / N);
 }
 
 template <class Op>
@@ -501,13 +484,10 @@ template void attention_backward(float*, float*, float*, const float*, const flo
 template void attention_backward(float*, float*, bf16*, const bf16*, const bf16*, const float*, int, int, int, int);
 template void lm_head_forward(float*, const float*, const float*, int, int, int);
 template void lm_head_forward(float*, const bf16*, const bf16*, int, int, int);
-template float lm_head_loss_forward(float*, float*, const float*, const float*, const std::int32_t*, int, int, int,
-                                    int);
-template float lm_head_loss_forward(float*, float*, const bf16*, const bf16*, const std::int32_t*, int, int, int, int);
-template void lm_head_loss_backward(float*, float*, float*, float*, const float*, const float*, const std::int32_t*,
-                                    const float*, int, int, int, int, float, bool);
-template void lm_head_loss_backward(float*, float*, float*, bf16*, const bf16*, const bf16*, const std::int32_t*,
-                                    const float*, int, int, int, int, float, bool);
+template float lm_head_loss(float*, float*, const float*, const float*, const std::int32_t*, int, int, int, int, float,
+                            float*, float*, bool);
+template float lm_head_loss(float*, bf16*, const bf16*, const bf16*, const std::int32_t*, int, int, int, int, float,
+                            float*, float*, bool);
 template void gelu_forward(float*, const float*, std::size_t);
 template void gelu_forward(bf16*, const float*, std::size_t);
 

@@ -84,21 +84,17 @@ std::size_t attention_operand_scratch_size(int T, int C, int NH);
 template <class Op>
 void lm_head_forward(float* logits, const Op* x, const Op* wte, int N, int C, int V);
 
-// The LM head fused with the cross-entropy, chunk_rows rows at a time, so
-// that no (N,V) array exists: logits is scratch for min(chunk_rows, N) rows
-// (lm_head_chunk_rows picks the size the model uses). The forward writes lse
-// (N), each row's log-sum-exp of its logits, and returns the mean loss over
-// the N rows. chunk_rows >= 1.
+// The LM head fused with the cross-entropy and, when dwte is not null, its
+// backward, chunk_rows (>= 1) rows at a time, so that no (N,V) array exists:
+// per chunk the logits (into `logits`, scratch for min(chunk_rows, N) rows;
+// lm_head_chunk_rows picks the size the model uses), each row's loss, then
+// dlogits = dloss * (softmax - onehot) in place, dx (N,C) = dlogits @ wte
+// and dwte [V,C] (+)= dlogits^T @ x. dlogits_operand: a chunk's dlogits in
+// the operand type (bf16; unused for f32). Returns the mean loss over the N
+// rows; with dwte null, dx, dloss and dlogits_operand are unused.
 template <class Op>
-float lm_head_loss_forward(float* lse, float* logits, const Op* x, const Op* wte, const std::int32_t* targets, int N,
-                           int C, int V, int chunk_rows);
-// Recomputes each chunk's logits, then dlogits = dloss * (softmax - onehot),
-// dx (N,C) = dlogits @ wte and dwte [V,C] (+)= dlogits^T @ x. dlogits_operand:
-// a chunk's dlogits in the operand type (bf16; unused for f32).
-template <class Op>
-void lm_head_loss_backward(float* dx, float* dwte, float* logits, Op* dlogits_operand, const Op* x, const Op* wte,
-                           const std::int32_t* targets, const float* lse, int N, int C, int V, int chunk_rows,
-                           float dloss, bool accumulate);
+float lm_head_loss(float* logits, Op* dlogits_operand, const Op* x, const Op* wte, const std::int32_t* targets, int N,
+                   int C, int V, int chunk_rows, float dloss, float* dx, float* dwte, bool accumulate);
 // Rows per chunk for N rows of vocabulary V: about 128 MiB of logits (all
 // the rows of a small vocabulary at once), enough rows to keep the products
 // compute-bound.

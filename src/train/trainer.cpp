@@ -303,12 +303,13 @@ TrainSummary run_training(const TrainOptions& opt) {
     LaneState& s = *workers[w];
     const std::size_t rows = piece.rows.size();
     s.fill(train_sampler, (static_cast<std::uint64_t>(current_step) * K + piece.micro_batch) * B + piece.rows.begin, rows);
-    const float loss = model::forward(layout, weights, s.inputs.data(), s.targets.data(), static_cast<int>(rows), seq, s.ws);
     // Weighted by the piece's share of the K x B sequences, so loss and
     // gradient are the global batch's means however it is split (a whole
     // micro-batch: exactly 1/K).
     const double global_rows = static_cast<double>(K * B);
-    model::backward(layout, weights, grad, static_cast<float>(static_cast<double>(rows) / global_rows), first, s.ws);
+    const float loss = model::forward_backward(layout, weights, s.inputs.data(), s.targets.data(), static_cast<int>(rows),
+                                               seq, grad, static_cast<float>(static_cast<double>(rows) / global_rows),
+                                               first, s.ws);
     return static_cast<double>(loss) * static_cast<double>(rows) / global_rows;
   };
   auto save = [&]() {

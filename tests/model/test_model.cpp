@@ -139,9 +139,8 @@ TEST(Forward, RejectsBadInput) {
   EXPECT_THROW(Workspace(tiny_config(), 1, 10), std::invalid_argument);  // seq > context
   EXPECT_THROW(Workspace(tiny_config(), 0, 4), std::invalid_argument);
   std::vector<float> g(layout.total());
-  std::vector<float> some_logits(static_cast<std::size_t>(2 * 5 * tiny_config().vocab));
-  forward_logits(layout, p.data(), tokens.data(), 2, 5, ws, some_logits.data());  // no loss: nothing to backpropagate
-  EXPECT_THROW(backward(layout, p.data(), g.data(), 1.0f, true, ws), std::logic_error);
+  EXPECT_THROW(forward_backward(layout, p.data(), tokens.data(), nullptr, 2, 5, g.data(), 1.0f, true, ws),
+               std::invalid_argument);
 }
 
 // Loss in double from a float forward: the finite differences below need
@@ -159,8 +158,7 @@ TEST(Backward, MatchesCentralFiniteDifferencesOnEveryTensor) {
   const auto tokens = random_ids(B * T, c.vocab, 5), targets = random_ids(B * T, c.vocab, 6);
   Workspace ws(c, B, T);
   std::vector<float> grad(layout.total(), NAN);
-  forward(layout, p.data(), tokens.data(), targets.data(), B, T, ws);
-  backward(layout, p.data(), grad.data(), 1.0f, true, ws);
+  forward_backward(layout, p.data(), tokens.data(), targets.data(), B, T, grad.data(), 1.0f, true, ws);
   std::mt19937_64 rng(7);
   const float eps = 1e-2f;  // float forward: larger steps beat rounding noise
   int checked = 0;
@@ -195,8 +193,7 @@ TEST(Backward, OverwriteAddAndScale) {
   const auto tokens = random_ids(B * T, c.vocab, 9), targets = random_ids(B * T, c.vocab, 10);
   Workspace ws(c, B, T);
   auto run = [&](std::vector<float>& g, float scale, bool overwrite) {
-    forward(layout, p.data(), tokens.data(), targets.data(), B, T, ws);
-    backward(layout, p.data(), g.data(), scale, overwrite, ws);
+    forward_backward(layout, p.data(), tokens.data(), targets.data(), B, T, g.data(), scale, overwrite, ws);
   };
   std::vector<float> g1(layout.total(), NAN);
   run(g1, 1.0f, true);
@@ -259,12 +256,10 @@ TEST(Forward, SmallerBatchInLargerWorkspaceGivesSameResult) {
   const auto p = test_params(layout, 11);
   const auto tokens = random_ids(2 * 4, c.vocab, 12), targets = random_ids(2 * 4, c.vocab, 13);
   Workspace exact(c, 2, 4), large(c, 3, 9);
-  const float l1 = forward(layout, p.data(), tokens.data(), targets.data(), 2, 4, exact);
-  const float l2 = forward(layout, p.data(), tokens.data(), targets.data(), 2, 4, large);
-  EXPECT_EQ(l1, l2);
   std::vector<float> g1(layout.total()), g2(layout.total());
-  backward(layout, p.data(), g1.data(), 1.0f, true, exact);
-  backward(layout, p.data(), g2.data(), 1.0f, true, large);
+  const float l1 = forward_backward(layout, p.data(), tokens.data(), targets.data(), 2, 4, g1.data(), 1.0f, true, exact);
+  const float l2 = forward_backward(layout, p.data(), tokens.data(), targets.data(), 2, 4, g2.data(), 1.0f, true, large);
+  EXPECT_EQ(l1, l2);
   EXPECT_EQ(g1, g2);
 }
 
@@ -325,8 +320,7 @@ TEST(Concurrency, SeparateWorkspacesMatchSingleThread) {
   auto work = [&](int i, float& loss, std::vector<float>& grad) {
     Workspace ws(c, B, T);
     for (int rep = 0; rep < 3; ++rep) {
-      loss = forward(layout, p.data(), tokens[i].data(), targets[i].data(), B, T, ws);
-      backward(layout, p.data(), grad.data(), 1.0f, true, ws);
+      loss = forward_backward(layout, p.data(), tokens[i].data(), targets[i].data(), B, T, grad.data(), 1.0f, true, ws);
     }
   };
   float loss_serial[2], loss_threads[2];

@@ -92,22 +92,22 @@ TEST_F(Parity, LossAndLogitsMatchPyTorch) {
 
 TEST_F(Parity, EveryGradientMatchesPyTorch) {
   m::Workspace ws(config, batch, seq);
-  m::forward(*layout, params.data(), tokens.data(), targets.data(), batch, seq, ws);
   std::vector<float> grad(layout->total(), std::nanf(""));  // overwrite must ignore old contents
-  m::backward(*layout, params.data(), grad.data(), 1.0f, /*overwrite=*/true, ws);
+  m::forward_backward(*layout, params.data(), tokens.data(), targets.data(), batch, seq, grad.data(), 1.0f,
+                      /*overwrite=*/true, ws);
   for (const m::TensorInfo& t : layout->tensors()) {
     const double err = normalized_error(grad.data() + t.offset, file.f32("grad." + t.name));
     EXPECT_LE(err, 1e-4) << "gradient of " << t.name;
   }
 }
 
-// backward(scale, overwrite=false) adds scale * PyTorch's gradient.
+// forward_backward(scale, overwrite=false) adds scale * PyTorch's gradient.
 TEST_F(Parity, ScaledGradientIsAddedToTheBuffer) {
   m::Workspace ws(config, batch, seq);
-  m::forward(*layout, params.data(), tokens.data(), targets.data(), batch, seq, ws);
   constexpr float kScale = 0.25f, kOld = 0.5f;
   std::vector<float> grad(layout->total(), kOld);
-  m::backward(*layout, params.data(), grad.data(), kScale, /*overwrite=*/false, ws);
+  m::forward_backward(*layout, params.data(), tokens.data(), targets.data(), batch, seq, grad.data(), kScale,
+                      /*overwrite=*/false, ws);
   for (const m::TensorInfo& t : layout->tensors()) {
     std::vector<float> added(grad.begin() + static_cast<std::ptrdiff_t>(t.offset),
                              grad.begin() + static_cast<std::ptrdiff_t>(t.offset + t.size));
@@ -152,9 +152,9 @@ TEST_F(ParityBf16, LossIsWithinOnePercentOfPyTorch) {
 
 TEST_F(ParityBf16, EveryGradientPointsLikePyTorchs) {
   m::Workspace ws(config, batch, seq, m::Precision::bf16);
-  m::forward(*layout, weights(), tokens.data(), targets.data(), batch, seq, ws);
   std::vector<float> grad(layout->total(), std::nanf(""));
-  m::backward(*layout, weights(), grad.data(), 1.0f, /*overwrite=*/true, ws);
+  m::forward_backward(*layout, weights(), tokens.data(), targets.data(), batch, seq, grad.data(), 1.0f,
+                      /*overwrite=*/true, ws);
   for (const m::TensorInfo& t : layout->tensors()) {
     const std::vector<float> want = file.f32("grad." + t.name);
     EXPECT_GE(cosine(grad.data() + t.offset, want), 0.99) << "gradient of " << t.name;
