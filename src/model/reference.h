@@ -21,8 +21,8 @@ void matmul_forward(float* out, const float* inp, const float* weight, const flo
                     const float* residual, int N, int C, int OC);
 void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                      const float* inp, const float* weight, int N, int C, int OC, bool accumulate);
-// att here is (B,NH,T,T), one full row per query: the blocked layout of
-// layers.h is an optimization the oracle does not share.
+// The oracle keeps the probabilities, att (B,NH,T,T), one full row per query,
+// where layers.h keeps only each row's log-sum-exp and recomputes them.
 void attention_forward(float* out, float* att, float* scratch, const float* qkv, int B, int T, int C, int NH);
 void attention_backward(float* dqkv, float* scratch, const float* dout, const float* qkv,
                         const float* att, int B, int T, int C, int NH);
