@@ -511,14 +511,13 @@ float forward_backward(const ParamLayout& layout, Weights weights, const std::in
   Workspace::Buffers& w = *ws.buf_;
   start_pass("forward_backward", layout, weights, tokens, targets, B, T, w);
   const HeadGradient head{grad, scale, overwrite};
-  if (w.precision == Precision::bf16) {
-    const float loss = forward_pass(layout, weights.f32, weights.bf16, nullptr, &head, w);
-    backward_pass(layout, weights.f32, weights.bf16, grad, overwrite, w);
+  const auto train = [&](const auto* mats) {
+    const float loss = forward_pass(layout, weights.f32, mats, nullptr, &head, w);
+    backward_pass(layout, weights.f32, mats, grad, overwrite, w);
     return loss;
-  }
-  const float loss = forward_pass(layout, weights.f32, weights.f32, nullptr, &head, w);
-  backward_pass(layout, weights.f32, weights.f32, grad, overwrite, w);
-  return loss;
+  };
+  if (w.precision == Precision::bf16) return train(weights.bf16);
+  return train(weights.f32);
 }
 
 // ------------------------------------------------------------------ KvCache

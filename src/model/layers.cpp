@@ -24,9 +24,9 @@ constexpr float kLayerNormEps = 1e-5f;
 // T = 1024), so its softmax is exact in one pass, with no running rescale.
 constexpr int kAttentionBlock = 64;
 // The LM head's chunk: about this many logits (128 MiB) at a time. Fewer
-// rows make dwte's product (k = rows) slower: GPT-2 124M's head, 4096 rows,
-// one Zen 3 core, took 19.3 s forward+backward in chunks of 166 rows, 15.2 s
-// in chunks of 667 (this size) and 15.4 s in chunks of 2048.
+// rows make dwte's product (k = rows) slower: GPT-2 124M trained at 165
+// tokens/s with 32 MiB chunks (166 rows), 177 with these (667 rows), on 2
+// Zen 3 cores (docs/BENCHMARKS.md, section 6).
 constexpr int kLogitsChunkFloats = 1 << 25;
 
 // Eight independent partial sums: the loop vectorizes without reassociation
