@@ -28,15 +28,16 @@ AlignedFloats make_aligned_floats(std::size_t n) {
   return AlignedFloats(static_cast<float*>(::operator new[](n * sizeof(float), std::align_val_t{kCacheLine})));
 }
 
-// State of one segment of the global gradient. `claimed` is the ownership
+// State of one segment of the gradient. `claimed` is the ownership
 // flag; the other fields are only touched by the owner, except `complete`,
 // which sweepers read to skip finished segments and pollers to stream them.
 struct alignas(kCacheLine) GradientAccumulator::Segment {
   std::atomic<bool> claimed{false};
   std::atomic<bool> complete{false};
   std::size_t slots_added = 0;  // publication slots consumed (data or empty)
-  bool has_data = false;        // the segment holds at least one buffer
-  double sum_squares = 0.0;     // of the segment's values after its last pass
+  float* base = nullptr;        // the first published buffer with data: the others are added into it
+  bool squares_current = false; // sum_squares is that of the segment's values now
+  double sum_squares = 0.0;
 };
 
 GradientAccumulator::GradientAccumulator(std::size_t n_params, std::size_t n_workers, std::size_t segment_floats)
@@ -51,7 +52,6 @@ GradientAccumulator::GradientAccumulator(std::size_t n_params, std::size_t n_wor
   n_segments_ = (n_params + segment_floats_ - 1) / segment_floats_;
   stride_ = round_up_to_line(n_params);
   buffers_ = make_aligned_floats(stride_ * n_workers);
-  grad_ = make_aligned_floats(stride_);
   segments_ = std::make_unique<Segment[]>(n_segments_);
   slots_ = std::make_unique<std::atomic<std::uint32_t>[]>(n_workers);
 }
@@ -69,7 +69,8 @@ void GradientAccumulator::begin_step(bool worker_order) {
     s.claimed.store(false, std::memory_order_relaxed);
     s.complete.store(false, std::memory_order_relaxed);
     s.slots_added = 0;
-    s.has_data = false;
+    s.base = nullptr;
+    s.squares_current = false;
     s.sum_squares = 0.0;
   }
   for (std::size_t i = 0; i < n_workers_; ++i) slots_[i].store(kPending, std::memory_order_relaxed);
@@ -94,23 +95,39 @@ bool GradientAccumulator::advance_segment(std::size_t j, ReduceCounters& counter
   for (; slot < n_workers_; ++slot) {
     const std::uint32_t state = slots_[slot].load(std::memory_order_acquire);
     if (state == kPending) break;
-    if (state != kEmpty) sources[n_src++] = buffer(state - kFirstWorker);
+    if (state == kEmpty) continue;
+    float* published = buffer(state - kFirstWorker);
+    // Slot order is the same for every segment, so every segment takes the same base.
+    if (s.base == nullptr) {
+      s.base = published;
+    } else {
+      sources[n_src++] = published;
+    }
   }
   if (slot == s.slots_added) return false;
   s.slots_added = slot;
   const bool complete = slot == n_workers_;
   const std::size_t begin = segment_begin(j);
   const std::size_t count = segment_end(j) - begin;
-  if (n_src > 0 || (complete && !s.has_data)) {
-    // A pass that adds nothing but completes an untouched segment zeroes it
-    // (every worker ran zero micro-batches).
-    const auto t0 = Clock::now();
-    s.sum_squares = kernels::active().add_n(grad_.get(), sources, n_src, begin, count, s.has_data);
-    counters.add_seconds += seconds_since(t0);
-    counters.bytes += (n_src + (s.has_data ? 2 : 1)) * count * sizeof(float);
+  const auto t0 = Clock::now();
+  if (n_src > 0) {
+    s.sum_squares = kernels::active().add_n(s.base, sources, n_src, begin, count, /*accumulate=*/true);
+    s.squares_current = true;
+    counters.bytes += (n_src + 2) * count * sizeof(float);
     ++counters.passes;
-    s.has_data = s.has_data || n_src > 0;
+  } else if (complete && s.base == nullptr) {
+    // Every worker ran zero micro-batches: the gradient is zero (gradient() is buffer 0 then).
+    kernels::active().zero(buffer(0) + begin, count);
+    s.sum_squares = 0.0;
+    counters.bytes += count * sizeof(float);
+    ++counters.passes;
+  } else if (complete && !s.squares_current) {
+    // The base alone (one buffer with data): its squares, read in place.
+    s.sum_squares = kernels::active().sum_squares(s.base + begin, count);
+    counters.bytes += count * sizeof(float);
+    ++counters.passes;
   }
+  counters.add_seconds += seconds_since(t0);
   if (complete) {
     // Release: the segment's floats happen-before a poller's segment_complete().
     s.complete.store(true, std::memory_order_release);
@@ -156,6 +173,14 @@ ReduceCounters GradientAccumulator::reduce(std::size_t w, const std::function<vo
     }
   }
   return counters;
+}
+
+std::size_t GradientAccumulator::gradient_worker() const {
+  for (std::size_t slot = 0; slot < n_workers_; ++slot) {
+    const std::uint32_t state = slots_[slot].load(std::memory_order_acquire);
+    if (state >= kFirstWorker) return state - kFirstWorker;
+  }
+  return 0;
 }
 
 bool GradientAccumulator::segment_complete(std::size_t j) const {

@@ -4,10 +4,12 @@
 //
 // Each worker owns buffer(w) and fills it with its micro-batches. When it has
 // no more, it publish()es the buffer (a release store into the next
-// publication slot) and calls reduce(): it sweeps the segments of the global
+// publication slot) and calls reduce(): it sweeps the segments of the
 // gradient, try-claims each (atomic exchange; if taken it moves on, never
 // blocks), adds every published buffer not yet added there with one add_n
-// pass, and releases it. One thread at a time writes a segment, so there are
+// pass, and releases it. The sum is made in place, in the first published
+// buffer with data (its worker is done with it): no extra gradient-sized
+// buffer, and that buffer is never copied. One thread at a time writes a segment, so there are
 // no lost updates and no float atomics. A worker whose sweep found nothing to
 // do sleeps on an event counter bumped by every publication and by the final
 // completion. reduce() returns once every segment holds all buffers.
@@ -63,7 +65,7 @@ class GradientAccumulator {
  public:
   // n_params >= 1, n_workers in [1, WorkerPool::kMaxThreads], segment_floats
   // >= 1 (rounded up to a whole number of cache lines); throws
-  // std::invalid_argument otherwise. Allocates n_workers + 1 buffers of
+  // std::invalid_argument otherwise. Allocates n_workers buffers of
   // n_params floats.
   GradientAccumulator(std::size_t n_params, std::size_t n_workers, std::size_t segment_floats);
   ~GradientAccumulator();
@@ -90,9 +92,12 @@ class GradientAccumulator {
   // visible to the caller, and no worker touches them again this step.
   bool segment_complete(std::size_t j) const;
 
-  // After every reduce() has returned:
-  float* gradient() { return grad_.get(); }
-  const float* gradient() const { return grad_.get(); }
+  // The reduced gradient: the first published buffer with data (buffer 0,
+  // zeroed, when no worker had data). Known once every worker has published,
+  // so from the first segment_complete() on; whole after every reduce() has
+  // returned, and valid until the next begin_step().
+  float* gradient() { return buffer(gradient_worker()); }
+  const float* gradient() const { return buffers_.get() + gradient_worker() * stride_; }
   // Squared L2 norm of the reduced gradient, from the reduce passes (summed
   // in segment order, so deterministic).
   double sum_squares() const;
@@ -101,6 +106,7 @@ class GradientAccumulator {
 
  private:
   struct Segment;
+  std::size_t gradient_worker() const;
   // Adds the published buffers not yet in segment j; the caller owns j.
   bool advance_segment(std::size_t j, ReduceCounters& counters);
 
@@ -110,7 +116,6 @@ class GradientAccumulator {
   std::size_t n_segments_;
   std::size_t stride_;
   AlignedFloats buffers_;
-  AlignedFloats grad_;
   std::unique_ptr<Segment[]> segments_;
   // Publication slots: kPending, kEmpty, or kFirstWorker + w.
   std::unique_ptr<std::atomic<std::uint32_t>[]> slots_;

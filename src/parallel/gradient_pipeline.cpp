@@ -81,8 +81,10 @@ StepStats GradientPipeline::step(std::size_t K, const MicroBatchFn& work, float*
   const std::size_t n_segments = accumulator_.segments();
   const auto poll = [&] {
     while (ready_segments < n_segments && accumulator_.segment_complete(ready_segments)) ++ready_segments;
-    // All of it is ready only once reduce() has returned (the last call, below).
-    if (ready_segments < n_segments) stream_(accumulator_.gradient(), accumulator_.segment_begin(ready_segments));
+    // All of it is ready only once reduce() has returned (the last call,
+    // below); where it lies is known from the first complete segment on.
+    if (ready_segments > 0 && ready_segments < n_segments)
+      stream_(accumulator_.gradient(), accumulator_.segment_begin(ready_segments));
   };
 
   pool_.run([&](std::size_t w) {

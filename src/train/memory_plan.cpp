@@ -73,8 +73,8 @@ MemoryPlan plan_training_memory(const model::Config& config, std::size_t lane_ro
   plan.parts.push_back({"params", 1, f32});
   if (precision == model::Precision::bf16) plan.parts.push_back({"bf16 weights", 1, n * sizeof(kernels::bf16)});
   plan.parts.push_back({"moments", 1, 2 * f32});
-  // One gradient buffer per lane, and the reduced gradient.
-  plan.parts.push_back({"grads", lanes + 1, f32});
+  // One gradient buffer per lane; the reduced gradient is summed into one of them.
+  plan.parts.push_back({"grads", lanes, f32});
   plan.parts.push_back({"workspaces", lanes, model::Workspace::planned_bytes(config, static_cast<int>(lane_rows), seq, precision)});
   // An allowance for what glibc keeps of the GEMM library's freed packing
   // buffers in each thread's arena (oneDNN 2.6's AVX2 sgemm; little on

@@ -150,8 +150,10 @@ class SimulatedPair final : public dist::ProcessGroup {
   struct Bucket {
     std::size_t begin, size;
   };
-  SimulatedPair(const float* grad, std::function<float(std::size_t)> local_value)
-      : grad_(grad), local_value_(std::move(local_value)) {}
+  // The pipeline's gradient lies in one of its lanes' buffers, which may
+  // change from step to step: offsets are taken against it at each call.
+  SimulatedPair(const parallel::GradientPipeline& pipeline, std::function<float(std::size_t)> local_value)
+      : pipeline_(pipeline), local_value_(std::move(local_value)) {}
 
   int rank() const override { return 0; }
   int size() const override { return 2; }
@@ -160,7 +162,7 @@ class SimulatedPair final : public dist::ProcessGroup {
   void allreduce_sum(double*, std::size_t) override { check_thread(); }  // the other rank's losses are 0
   std::unique_ptr<Request> iallreduce_sum(float* data, std::size_t n) override {
     check_thread();
-    const auto begin = static_cast<std::size_t>(data - grad_);
+    const auto begin = static_cast<std::size_t>(data - pipeline_.gradient());
     for (std::size_t i = 0; i < n; ++i) not_final |= data[i] != local_value_(begin + i);
     started.push_back({begin, n});
     return std::make_unique<PairRequest>(*this, data, n);
@@ -203,7 +205,7 @@ class SimulatedPair final : public dist::ProcessGroup {
   };
   void check_thread() { wrong_thread |= std::this_thread::get_id() != thread_; }
 
-  const float* grad_;
+  const parallel::GradientPipeline& pipeline_;
   std::function<float(std::size_t)> local_value_;
   std::thread::id thread_ = std::this_thread::get_id();
 };
@@ -232,7 +234,7 @@ TEST(DataParallelStep, BucketedAllReduceSumsEveryFloatOnce) {
                    std::to_string(s.lanes));
       parallel::GradientPipeline pipeline(
           n, {.threads = s.threads, .lanes = s.lanes, .deterministic = s.deterministic, .segment_floats = 64});
-      SimulatedPair group(pipeline.gradient(), local_value);
+      SimulatedPair group(pipeline, local_value);
       dist::DataParallelStep dp(group, pipeline, K, 1, bucket);
       ASSERT_EQ(dp.buckets(), (n + bucket - 1) / bucket);
       EXPECT_EQ(dp.local_micro_batches(), 3u);
@@ -272,7 +274,7 @@ TEST(DataParallelStep, SplitsARanksShareAndSumsItsPiecesLosses) {
     return 0.25 * static_cast<double>(piece.rows.end);  // 0.5 + 1 + 1.5
   };
   parallel::GradientPipeline pipeline(n, {.threads = 3, .deterministic = true, .segment_floats = 64});
-  SimulatedPair group(pipeline.gradient(), local_value);
+  SimulatedPair group(pipeline, local_value);
   dist::DataParallelStep dp(group, pipeline, K, B, 128);
   EXPECT_EQ(dp.local_micro_batches(), 1u);
   EXPECT_EQ(dp.split().items(), 3u);
@@ -297,7 +299,7 @@ TEST(DataParallelStep, ReportsTheAllReduceHiddenBehindTheReduction) {
     return 1.0;
   };
   parallel::GradientPipeline pipeline(n, {.threads = 1, .segment_floats = 1024});
-  SimulatedPair group(pipeline.gradient(), [](std::size_t) { return 4.0f; });  // micro-batches 0 and 2
+  SimulatedPair group(pipeline, [](std::size_t) { return 4.0f; });  // micro-batches 0 and 2
   dist::DataParallelStep dp(group, pipeline, K, 1, 4096);
   std::vector<float> params(n, 0.25f);
   optim::AdamW adamw(n, {1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f}, {{0, n, true}});
