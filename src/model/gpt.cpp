@@ -141,8 +141,10 @@ struct Operands {
   std::vector<Op> attention;     // attention's per-head operand scratch, reused by every layer
   // bf16 only (f32 products read the f32 arrays as they are): attention's
   // input per layer, a layer's output gradient and one LM head chunk's
-  // logit gradients converted for the products.
-  std::vector<Op> qkv, dout, dlogits;
+  // logit gradients converted for the products; and GELU's input per layer,
+  // kept in bf16 (as autocast keeps the c_fc product's output) and widened
+  // to f32 for the GELU, in the forward as in the backward.
+  std::vector<Op> qkv, dout, dlogits, fch;
 
   // size(vector, n) sizes each array (or only counts it: Workspace::planned_bytes).
   template <class Size>
@@ -157,6 +159,7 @@ struct Operands {
       size(qkv, LBT * 3 * C);
       size(dout, BT * 4 * C);
       size(dlogits, head_chunk * V);
+      size(fch, LBT * 4 * C);
     }
   }
   // Layer l's attention input in the operand type: qkv_f32 itself for f32.
@@ -170,7 +173,7 @@ struct Operands {
 
   std::size_t bytes() const {
     std::size_t n = 0;
-    for (const auto* v : {&atty, &lnf, &ln, &fch_gelu, &attention, &qkv, &dout, &dlogits}) n += v->size();
+    for (const auto* v : {&atty, &lnf, &ln, &fch_gelu, &attention, &qkv, &dout, &dlogits, &fch}) n += v->size();
     return n * sizeof(Op);
   }
 };
@@ -209,13 +212,15 @@ struct Workspace::Buffers {
     size(encoded, BT * C);
     size(ln1_mean, LBT);
     size(ln1_rstd, LBT);
-    // bf16 attention reads its bf16 copy (Operands::qkv): the f32 product is one layer's only
-    size(qkv, (p == Precision::bf16 ? BT : LBT) * 3 * C);
+    // bf16 attention reads its bf16 copy (Operands::qkv): the f32 product is
+    // one layer's only, and shares fch's array (see qkv_of)
+    size(qkv, p == Precision::bf16 ? 0 : LBT * 3 * C);
     size(att_lse, L * layers::attention_kept_size(batch, seq, c.heads));
     size(res2, LBT * C);
     size(ln2_mean, LBT);
     size(ln2_rstd, LBT);
-    size(fch, LBT * 4 * C);
+    // bf16 keeps GELU's input in bf16 (Operands::fch): the f32 one is one layer's only
+    size(fch, (p == Precision::bf16 ? BT : LBT) * 4 * C);
     size(res3, LBT * C);
     size(lnf_mean, BT);
     size(lnf_rstd, BT);
@@ -233,9 +238,14 @@ struct Workspace::Buffers {
     size(targets, BT);
   }
 
-  // Layer l's f32 qkv (bf16 workspaces keep one layer's: attention reads the bf16 copy).
+  // Layer l's f32 qkv and GELU input. bf16 workspaces keep the layers'
+  // values in bf16 (Operands) and these f32 products one layer's at a time,
+  // in one array: a layer's qkv is converted before its c_fc product.
   float* qkv_of(std::size_t layer) {
-    return qkv.data() + (precision == Precision::bf16 ? 0 : layer * max_bt * 3 * sz(cfg.dim));
+    return precision == Precision::bf16 ? fch.data() : qkv.data() + layer * max_bt * 3 * sz(cfg.dim);
+  }
+  float* fch_of(std::size_t layer) {
+    return fch.data() + (precision == Precision::bf16 ? 0 : layer * max_bt * 4 * sz(cfg.dim));
   }
 
   template <class Op>
@@ -364,7 +374,7 @@ float forward_pass(const ParamLayout& layout, const float* params, const Op* mat
     float* qkv = w.qkv_of(L);
     Op* atty = op.atty.data() + L * act;
     float* res2 = w.res2.data() + L * act;
-    float* fch = w.fch.data() + L * act * 4;
+    float* fch = w.fch_of(L);
     Op* fch_gelu = op.fch_gelu.data();
     float* res3 = w.res3.data() + L * act;
     layers::layernorm_forward(ln, w.ln1_mean.data() + L * stats, w.ln1_rstd.data() + L * stats, residual,
@@ -378,6 +388,12 @@ float forward_pass(const ParamLayout& layout, const float* params, const Op* mat
     layers::layernorm_forward(ln, w.ln2_mean.data() + L * stats, w.ln2_rstd.data() + L * stats, res2,
                               params + p.ln2_w, params + p.ln2_b, N, C);
     layers::matmul_forward(fch, ln, mats + p.fc_w, params + p.fc_b, nullptr, N, C, 4 * C);
+    if constexpr (!std::is_same_v<Op, float>) {
+      // GELU reads the bf16-rounded values the backward will recompute it from.
+      Op* kept = op.fch.data() + L * act * 4;
+      kernels::active().to_bf16(kept, fch, sz(N) * 4 * sz(C));
+      kernels::active().from_bf16(fch, kept, sz(N) * 4 * sz(C));
+    }
     layers::gelu_forward(fch_gelu, fch, sz(N) * 4 * sz(C));
     layers::matmul_forward(res3, fch_gelu, mats + p.fc_proj_w, params + p.fc_proj_b, res2, N, 4 * C, C);
     residual = res3;
@@ -467,7 +483,7 @@ void backward_pass(const ParamLayout& layout, const float* params, const Op* mat
     const float* qkv = w.qkv_of(L);
     const Op* atty = op.atty.data() + L * act;
     const float* res2 = w.res2.data() + L * act;
-    const float* fch = w.fch.data() + L * act * 4;
+    float* fch = w.fch_of(L);
     float* ln1_mean = w.ln1_mean.data() + L * stats, *ln1_rstd = w.ln1_rstd.data() + L * stats;
     float* ln2_mean = w.ln2_mean.data() + L * stats, *ln2_rstd = w.ln2_rstd.data() + L * stats;
     Op* ln = op.ln.data();
@@ -477,6 +493,7 @@ void backward_pass(const ParamLayout& layout, const float* params, const Op* mat
     const std::size_t small = sz(N) * sz(C), big = 4 * small;
     // ln_2's and GELU's outputs again (the same values: stats rewritten as they were)
     layers::layernorm_forward(ln, ln2_mean, ln2_rstd, res2, params + p.ln2_w, params + p.ln2_b, N, C);
+    if constexpr (!std::is_same_v<Op, float>) kernels::active().from_bf16(fch, op.fch.data() + L * act * 4, big);
     layers::gelu_forward(fch_gelu, fch, big);
     // dres holds d(res3); the MLP branch and ln_2 add d(res2) into it.
     layers::matmul_backward(dbig, grad + p.fc_proj_w, grad + p.fc_proj_b, dres, operand(dres, small), fch_gelu,
