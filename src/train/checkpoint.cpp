@@ -7,6 +7,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <new>
 #include <string_view>
 #include <system_error>
 
@@ -15,6 +16,7 @@
 #include "data/file_io.h"
 #include "data/safetensors.h"
 #include "train/manifest.h"
+#include "train/memory_plan.h"
 
 namespace cllm::train {
 namespace fs = std::filesystem;
@@ -164,7 +166,13 @@ LoadedWeights load_weights(const fs::path& path, int heads_hint) {
                                                  std::to_string(out.config.layers) + " layers");
   }
   check_shapes(file, names, layout);
-  out.params.resize(layout.total());
+  try {
+    out.params.resize(layout.total());
+  } catch (const std::bad_alloc&) {
+    throw data::file_error(path, fmt::format("out of memory allocating its weights ({} parameters, {}): the system has "
+                                             "no memory left, or a limit (ulimit -v, a cgroup's memory.max) is below it",
+                                             layout.total(), format_bytes(layout.total() * sizeof(float))));
+  }
   read_params(file, names, layout, out.params);
   const auto tok = file.metadata().find("cllm.tokenizer");
   out.tokenizer = tok != file.metadata().end() ? tok->second : (file.metadata().count("cllm.dim") ? "byte" : "gpt2");
