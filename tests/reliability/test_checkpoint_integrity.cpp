@@ -1,6 +1,7 @@
 // Checkpoint manifests through the real binary: a damaged newest checkpoint
 // (each kind of damage) is named on --resume, which falls back to the newest
-// intact one and, deterministic, ends bitwise equal to an uninterrupted run;
+// intact one and, deterministic, ends bitwise equal to an uninterrupted run,
+// and so does a LATEST naming a step directory removed whole;
 // `cllm verify` says which checkpoints are intact; --keep never prunes the
 // checkpoint just written; checkpoints without a manifest load unverified.
 #include <gtest/gtest.h>
