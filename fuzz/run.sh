@@ -6,7 +6,7 @@
 set -euo pipefail
 build=$1 seconds=$2
 cd "$(dirname "$0")/.."
-targets=(safetensors token_file gpt2_encode gpt2_files manifest)
+targets=(safetensors token_file token_record gpt2_encode gpt2_files manifest)
 work="$build/fuzz-work"
 mkdir -p "$work"
 

@@ -35,10 +35,10 @@ cmake --build build-asan
 UBSAN_OPTIONS="print_stacktrace=1" ctest --test-dir build-asan --output-on-failure -j "$jobs" --timeout 900
 echo "   asan stage: ${SECONDS} s"
 
-echo "== libFuzzer (clang, address+undefined): safetensors/weights, .tok, GPT-2 tokenizer and checkpoint manifest readers, 60 s each"
+echo "== libFuzzer (clang, address+undefined): safetensors/weights, .tok and its tokenizer record, GPT-2 tokenizer and checkpoint manifest readers, 60 s each"
 SECONDS=0
 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=clang++ -DCLLM_FUZZ=ON \
   -DCLLM_BUILD_TESTS=OFF >/dev/null
-cmake --build build-fuzz --target fuzz_safetensors fuzz_token_file fuzz_gpt2_encode fuzz_gpt2_files fuzz_manifest
+cmake --build build-fuzz --target fuzz_safetensors fuzz_token_file fuzz_token_record fuzz_gpt2_encode fuzz_gpt2_files fuzz_manifest
 fuzz/run.sh build-fuzz 60
 echo "   fuzz stage: ${SECONDS} s"

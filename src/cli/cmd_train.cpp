@@ -206,7 +206,9 @@ void add_generate(CLI::App& app) {
     auto weights = train::load_weights(weights_path, *heads);
     const auto tokenizer = model_tokenizer(*tok, weights_path, weights);
     const model::ParamLayout layout(weights.config);
-    const std::vector<kernels::bf16> weights_bf16 = model::bf16_copy(weights.params, products);
+    const std::vector<kernels::bf16> weights_bf16 = train::allocate_named(
+        "the bf16 copy of the weights", products == model::Precision::bf16 ? weights.params.size() * sizeof(kernels::bf16) : 0,
+        [&] { return model::bf16_copy(weights.params, products); });
     train::print_generation(layout, model::Weights(weights.params.data(), weights_bf16), *tokenizer, *prompt, *so,
                             *raw);
     std::fputc('\n', stdout);
@@ -243,7 +245,9 @@ void add_eval(CLI::App& app) {
     const auto weights = train::load_weights(weights_path, *heads);
     const auto tokenizer = model_tokenizer(*tok, weights_path, weights);
     const model::ParamLayout layout(weights.config);
-    const std::vector<kernels::bf16> weights_bf16 = model::bf16_copy(weights.params, products);
+    const std::vector<kernels::bf16> weights_bf16 = train::allocate_named(
+        "the bf16 copy of the weights", products == model::Precision::bf16 ? weights.params.size() * sizeof(kernels::bf16) : 0,
+        [&] { return model::bf16_copy(weights.params, products); });
     const model::Weights pass_weights(weights.params.data(), weights_bf16);
     const int T = *seq ? *seq : weights.config.context;
     if (T > weights.config.context)

@@ -23,6 +23,8 @@ void add_verify_command(CLI::App& app) {
                                                             : "no such directory (expected the --out of cllm train)");
     const train::CheckpointStore store(*run_dir);
     const auto all = store.checkpoints();
+    const auto latest_problem = store.latest_problem();
+    if (latest_problem) fmt::print("warning: {}\n", *latest_problem);
     if (all.empty()) throw data::file_error(store.dir(), "holds no checkpoints");
     std::optional<train::Checkpoint> newest_intact;
     for (auto it = all.rbegin(); it != all.rend(); ++it) {

@@ -1,6 +1,7 @@
 // cllm: train GPT-style language models on CPUs.
 #include <cstdio>
 #include <exception>
+#include <new>
 
 #include <CLI/CLI.hpp>
 
@@ -29,6 +30,14 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::Error& e) {  // bad flags, or an exit code from a command
     return app.exit(e);
+  } catch (const std::bad_alloc& e) {
+    // The large buffers are named where they are allocated (train::allocate_part,
+    // train::allocate_named); this is the net under every other allocation.
+    std::fprintf(stderr,
+                 "cllm: error: out of memory (%s) outside the large buffers cllm names: the system has no memory "
+                 "left, or a limit (ulimit -v, a cgroup's memory.max) is below what the command needs\n",
+                 e.what());
+    return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "cllm: error: %s\n", e.what());
     return 1;

@@ -7,6 +7,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <new>
 #include <string_view>
 #include <system_error>
 
@@ -15,6 +16,7 @@
 #include "data/file_io.h"
 #include "data/safetensors.h"
 #include "train/manifest.h"
+#include "train/memory_plan.h"
 
 namespace cllm::train {
 namespace fs = std::filesystem;
@@ -164,7 +166,13 @@ LoadedWeights load_weights(const fs::path& path, int heads_hint) {
                                                  std::to_string(out.config.layers) + " layers");
   }
   check_shapes(file, names, layout);
-  out.params.resize(layout.total());
+  try {
+    out.params.resize(layout.total());
+  } catch (const std::bad_alloc&) {
+    throw data::file_error(path, fmt::format("out of memory allocating its weights ({} parameters, {}): the system has "
+                                             "no memory left, or a limit (ulimit -v, a cgroup's memory.max) is below it",
+                                             layout.total(), format_bytes(layout.total() * sizeof(float))));
+  }
   read_params(file, names, layout, out.params);
   const auto tok = file.metadata().find("cllm.tokenizer");
   out.tokenizer = tok != file.metadata().end() ? tok->second : (file.metadata().count("cllm.dim") ? "byte" : "gpt2");
@@ -292,15 +300,35 @@ CheckpointCheck CheckpointStore::verify(const Checkpoint& ckpt) const {
   return {CheckpointHealth::unverified, ""};
 }
 
+std::optional<std::string> CheckpointStore::latest_problem() const {
+  std::error_code ec;
+  if (!fs::exists(fs::symlink_status(dir_ / "LATEST", ec))) return std::nullopt;
+  std::string name;
+  try {
+    name = data::InputFile::open(dir_ / "LATEST").read_all(4096);
+  } catch (const std::runtime_error& e) {
+    return fmt::format("LATEST cannot be read ({}), so whether a newer checkpoint was removed is unknown", e.what());
+  }
+  while (!name.empty() && (name.back() == '\n' || name.back() == '\r')) name.pop_back();
+  const auto step = parse_step_dir(name);
+  if (!step) return fmt::format("'{}': names '{}', which is not a checkpoint name", (dir_ / "LATEST").string(), name);
+  for (const Checkpoint& c : checkpoints())
+    if (c.dir.filename() == name) return std::nullopt;
+  return fmt::format("'{}': names {}, which is not there (removed since it was written?)", (dir_ / "LATEST").string(),
+                     (dir_ / name).string());
+}
+
 std::optional<Checkpoint> CheckpointStore::newest_usable(const std::function<void(const std::string&)>& say) const {
   const auto all = checkpoints();
+  const auto latest_issue = latest_problem();
+  if (latest_issue) say("warning: " + *latest_issue);
   for (auto it = all.rbegin(); it != all.rend(); ++it) {
     const CheckpointCheck check = verify(*it);
     if (check.health == CheckpointHealth::damaged) {
       say(fmt::format("warning: checkpoint {} is damaged: {}", it->dir.string(), check.problem));
       continue;
     }
-    if (it != all.rbegin())
+    if (it != all.rbegin() || latest_issue)
       say(fmt::format("falling back to {} (step {}), the newest {} checkpoint", it->dir.string(), it->step,
                       check.health == CheckpointHealth::intact ? "intact" : "unverified"));
     if (check.health == CheckpointHealth::unverified)

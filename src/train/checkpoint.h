@@ -103,10 +103,17 @@ class CheckpointStore {
   CheckpointCheck verify(const Checkpoint& ckpt) const;
 
   // The newest checkpoint that is intact or unverified, nullopt when there is
-  // none at all. Each damaged one passed over, an unverified one taken, and
-  // a fallback past the newest are told to `say`, one line each. Throws
+  // none at all. Each damaged one passed over, an unverified one taken, a
+  // LATEST naming a missing one (latest_problem) and a fallback past
+  // the newest are told to `say`, one line each. Throws
   // naming the directory when there are checkpoints but every one is damaged.
   std::optional<Checkpoint> newest_usable(const std::function<void(const std::string&)>& say) const;
+
+  // What is wrong with LATEST, or nullopt when it names a checkpoint that is
+  // there or is absent: it names a step directory that is not there (the
+  // newest checkpoint removed by hand), is not a step directory's name, or
+  // cannot be read.
+  std::optional<std::string> latest_problem() const;
 
   // Loads a checkpoint into params, m, v (sizes must match the layout) and
   // returns its state. Throws naming the file on any mismatch.

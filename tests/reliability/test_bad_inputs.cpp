@@ -13,6 +13,7 @@
 #include <cctype>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <ostream>
 #include <string>
@@ -22,6 +23,7 @@
 
 #include "fixtures.h"
 #include "run_cllm.h"
+#include "train/manifest.h"
 
 namespace cllm::reliability {
 namespace {
@@ -69,6 +71,14 @@ std::function<std::vector<std::string>(const ScratchDir&)> train_with(std::vecto
     write_file(d / "corpus.txt", corpus_text());
     return set_flags(concat(tiny_train_flags(), {"--data", (d / "corpus.txt").string(), "--out", (d / "run").string()}), changes);
   };
+}
+
+// A version 2 .tok file: header (record size at offset 28), `record`, `tokens`.
+std::string token_file_v2(std::uint64_t count, std::uint32_t vocab, const std::string& record, std::string_view tokens) {
+  std::string out = token_file_bytes("CLLMTOK1", 2, 2, count, vocab, "");
+  const auto size = static_cast<std::uint32_t>(record.size());
+  std::memcpy(out.data() + 28, &size, 4);  // little-endian host
+  return out + record + std::string(tokens);
 }
 
 // `cllm train --data FILE` where FILE holds `bytes`.
@@ -240,6 +250,19 @@ std::vector<BadInput> bad_inputs() {
       {".tok with a token past its vocabulary", train_on("vocab.tok", token_file_bytes("CLLMTOK1", 1, 2, 2, 100, big_token)),
        {"vocab.tok", "not below the vocabulary size 100"}},
       {".tok shorter than its header", train_on("tiny.tok", "CLLMTOK1"), {"tiny.tok", "too short"}},
+      {"empty .tok file", train_on("empty.tok", ""), {"empty.tok': is 0 bytes, too short for a token file's 32-byte header"}},
+      {".tok whose tokenizer record is not JSON",
+       train_on("rec.tok", token_file_v2(3, 256, "{\"name\": \"byte\", vocab", tokens3)),
+       {"rec.tok': tokenizer record is not a JSON object"}},
+      {".tok whose record and header disagree on the vocabulary",
+       train_on("recvocab.tok", token_file_v2(3, 256, R"({"name":"byte","vocab_size":300,"vocab_hash":""})", tokens3)),
+       {"recvocab.tok': tokenizer record says vocabulary 300 but the header says 256"}},
+      {".tok recording a tokenizer other than the one given", [tokens3](const ScratchDir& d) {
+         // A gpt2 record with its vocabulary, trained with --tokenizer byte given.
+         write_file(d / "gpt2.tok", token_file_v2(3, 50257, R"({"name":"gpt2","vocab_size":50257,"vocab_hash":"fnv1a64:0123456789abcdef"})",
+                                                  tokens3));
+         return concat(tiny_train_flags(), {"--data", (d / "gpt2.tok").string(), "--out", (d / "run").string(), "--tokenizer", "byte"});
+       }, {"gpt2.tok': records the tokenizer gpt2 (vocabulary 50257", "but the tokenizer given is byte"}},
       {"missing data file", [](const ScratchDir& d) {
          return concat(tiny_train_flags(), {"--data", (d / "nope.txt").string(), "--out", (d / "run").string()});
        }, {"nope.txt", "no such file"}},
@@ -307,6 +330,11 @@ std::vector<BadInput> bad_inputs() {
          write_file(d / "file", "x");
          return concat(tiny_train_flags(), {"--data", (d / "corpus.txt").string(), "--out", (d / "file" / "run").string()});
        }, {"file/run"}},
+      {"--out on a read-only file system", [](const ScratchDir& d) {
+         // /proc takes no new directories, even from root (for whom permission bits are no obstacle).
+         write_file(d / "corpus.txt", corpus_text());
+         return concat(tiny_train_flags(), {"--data", (d / "corpus.txt").string(), "--out", "/proc/cllm_no_such_run"});
+       }, {"cannot create output directory '/proc/cllm_no_such_run'"}},
       {"tokenize to an unwritable path", [](const ScratchDir& d) {
          write_file(d / "corpus.txt", corpus_text());
          write_file(d / "file", "x");
@@ -315,6 +343,7 @@ std::vector<BadInput> bad_inputs() {
       // Flags
       {"--threads 0", train_with({"--threads", "0"}), {"--threads", "0"}, kValidationError},
       {"--threads 100000", train_with({"--threads", "100000"}), {"--threads", "100000"}, kValidationError},
+      {"--threads 257", train_with({"--threads", "257"}), {"--threads: Value 257 not in range 1 to 256"}, kValidationError},
       {"--accum 10^12", train_with({"--accum", "1000000000000"}), {"--accum"}},
       {"neither --steps nor --epochs", [](const ScratchDir& d) {
          write_file(d / "corpus.txt", corpus_text());
@@ -334,6 +363,9 @@ std::vector<BadInput> bad_inputs() {
        {"sequences of 100000 tokens need at least 100001"}},
       {"--layers 8 --dim 8192 (memory)", train_with({"--layers", "8", "--dim", "8192", "--heads", "8"}),
        {"memory: the run needs", "params"}},
+      // Context, not batch: 2 TiB of workspaces at context 100000.
+      {"--context 100000 --batch 512 (memory)", train_with({"--context", "100000", "--batch", "512", "--dim", "256", "--heads", "8"}),
+       {"memory: the run needs", "workspaces"}},
       {"--precision nonsense", train_with({"--precision", "fp8"}), {"--precision 'fp8'", "auto, fp32 or bf16"}},
       {"--seq beyond --context", train_with({"--seq", "64"}), {"--seq 64", "context 16"}},
       {"nonsense --data-order", train_with({"--data-order", "sideways"}), {"sideways"}},
@@ -440,6 +472,32 @@ std::vector<BadInput> bad_inputs() {
          fs::remove(c / "model.safetensors");
          make_fifo(c / "model.safetensors");
        }), {"step_00000001/model.safetensors': is a FIFO", "no intact checkpoint"}},
+      {"manifest of binary junk", resume_damaged([junk](const fs::path& c) { write_file(c / "manifest.json", junk); }), {"step_00000001/manifest.json': is not valid JSON", "no intact checkpoint"}},
+      {"manifest that is a directory", resume_damaged([](const fs::path& c) {
+         fs::remove(c / "manifest.json");
+         fs::create_directory(c / "manifest.json");
+       }), {"step_00000001/manifest.json': is a directory, expected a regular file", "no intact checkpoint"}},
+      {"manifest naming a directory", resume_damaged([](const fs::path& c) {
+         fs::create_directory(c / "sub");
+         edit_manifest(c, [](nlohmann::json& m) { m["files"]["sub"] = {{"bytes", 0}, {"xxh64", "0000000000000001"}}; });
+       }), {"step_00000001/sub': is a directory, expected a regular file", "no intact checkpoint"}},
+      {"checkpoint file a symlink to /dev/zero", resume_damaged([](const fs::path& c) {
+         fs::remove(c / "state.safetensors");
+         fs::create_symlink("/dev/zero", c / "state.safetensors");
+       }), {"step_00000001/state.safetensors': is a character device, expected a regular file", "no intact checkpoint"}},
+      {"NaN weights in a checkpoint its manifest matches", resume_damaged([](const fs::path& c) {
+         // Not a disk fault: the manifest was made for these bytes, so the loader's own check must catch them.
+         std::string b = read_file(c / "model.safetensors");
+         const char nan[4] = {0, 0, static_cast<char>(0xC0), 0x7F};
+         b.replace(data_start(b) + 4, 4, nan, 4);
+         write_file(c / "model.safetensors", b);
+         train::write_manifest(c, {"model.safetensors", "state.safetensors"});
+       }), {"step_00000001/model.safetensors': tensor '", "contains NaN or infinite values"}},
+      {"generate from a run whose only checkpoint is damaged", [](const ScratchDir& d) {
+         write_tiny_checkpoint(d / "run", 1);
+         fs::resize_file(d / "run" / "checkpoints" / "step_00000001" / "model.safetensors", 50);
+         return std::vector<std::string>{"generate", "--ckpt", (d / "run").string(), "--tokens", "2"};
+       }, {"model.safetensors': 50 bytes, the manifest says", "no intact checkpoint: all 1 are damaged"}},
       {"verify of a damaged run", verify_damaged([](const fs::path& c) { fs::remove(c / "model.safetensors"); }),
        {"step_00000001: damaged: ", "model.safetensors': missing", "1 checkpoints checked; none is intact"}},
       {"verify of a file", [](const ScratchDir& d) {

@@ -1,6 +1,7 @@
 // Checkpoint manifests through the real binary: a damaged newest checkpoint
 // (each kind of damage) is named on --resume, which falls back to the newest
-// intact one and, deterministic, ends bitwise equal to an uninterrupted run;
+// intact one and, deterministic, ends bitwise equal to an uninterrupted run,
+// and so does a LATEST naming a step directory removed whole;
 // `cllm verify` says which checkpoints are intact; --keep never prunes the
 // checkpoint just written; checkpoints without a manifest load unverified.
 #include <gtest/gtest.h>
@@ -120,6 +121,21 @@ std::vector<Damage> damages() {
        "/extra.bin': missing (the manifest lists it)"},
       {"manifest_not_json", [](const fs::path& c) { write_file(c / "manifest.json", "{\"format\": "); },
        "/manifest.json': is not valid JSON"},
+      {"manifest_names_a_directory",
+       [](const fs::path& c) {
+         fs::create_directory(c / "sub");
+         edit_file(c / "manifest.json", [](std::string& b) {
+           auto m = nlohmann::json::parse(b);
+           m["files"]["sub"] = {{"bytes", 0}, {"xxh64", "0123456789abcdef"}};
+           b = m.dump();
+         });
+       },
+       "/sub': is a directory, expected a regular file"},
+      {"directory_emptied",  // an interrupted copy or rsync: the step directory there, its files not
+       [](const fs::path& c) {
+         for (const char* f : {"model.safetensors", "state.safetensors", "manifest.json"}) fs::remove(c / f);
+       },
+       "/model.safetensors': no such file"},
   };
 }
 
@@ -144,6 +160,28 @@ TEST_P(DamagedNewest, ResumeFallsBackToThePreviousAndEndsEqualToAnUninterruptedR
 std::string damage_name(const ::testing::TestParamInfo<Damage>& param) { return param.param.name; }
 
 INSTANTIATE_TEST_SUITE_P(Kinds, DamagedNewest, ::testing::ValuesIn(damages()), damage_name);
+
+// The newest checkpoint's directory removed whole (by hand, or a cleanup
+// script) while LATEST still names it: --resume says so, takes the newest
+// one that is there, and ends as the uninterrupted run does.
+TEST_F(CheckpointIntegrity, LatestNamingAMissingDirectoryIsSaidAndTheNewestIntactOneResumes) {
+  const fs::path out = copy_of_stopped("latest_missing");
+  ASSERT_EQ(read_file(out / "checkpoints" / "LATEST"), "step_00000004\n");
+  fs::remove_all(step_dir(out, 4));
+  const std::string warning = "warning: '" + (out / "checkpoints" / "LATEST").string() + "': names " +
+                              step_dir(out, 4).string() + ", which is not there (removed since it was written?)";
+  const RunResult verify = run_cllm({"verify", out.string()});
+  EXPECT_EQ(verify.exit_code, 0) << verify.output;  // the newest checkpoint there is intact
+  EXPECT_NE(verify.output.find(warning), std::string::npos) << verify.output;
+  const RunResult r = run_cllm(flags(corpus(), out, {"--resume"}));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find(warning), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("falling back to " + step_dir(out, 3).string() + " (step 3), the newest intact checkpoint"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("resuming from " + step_dir(out, 3).string() + " (step 3)"), std::string::npos) << r.output;
+  expect_equal_to_reference(out);
+}
 
 TEST_F(CheckpointIntegrity, TruncationIsReportedWithBothSizes) {
   const fs::path out = copy_of_stopped("truncated_sizes");

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <string>
@@ -78,6 +79,31 @@ TEST(MemoryPlan, AnAllocationBeyondALimitIsNamed) {
   EXPECT_TRUE(clean_failure(r)) << r.output;
   EXPECT_NE(r.output.find("out of memory allocating the workspaces (2 x "), std::string::npos) << r.output;
   EXPECT_EQ(r.output.find("bad_alloc"), std::string::npos) << r.output;
+}
+
+// The configs the kernel's OOM killer ended without a word (or that ended in
+// "std::bad_alloc") before the plan: refused with the plan's message within
+// seconds, before anything of their size is allocated (so they cannot come
+// near the OOM killer). Their messages are also in the bad-input table.
+TEST(MemoryPlan, RefusalsComeWithinSeconds) {
+  const ScratchDir d("memory_refusals");
+  write_file(d / "corpus.txt", corpus_text());
+  const std::vector<std::vector<std::string>> configs = {
+      {"--layers", "1", "--dim", "16", "--heads", "2", "--context", "16", "--batch", "1000000"},
+      {"--layers", "8", "--dim", "4096", "--heads", "8", "--context", "16", "--batch", "2"},
+      {"--layers", "8", "--dim", "8192", "--heads", "8", "--context", "16", "--batch", "2"},
+      {"--layers", "1", "--dim", "256", "--heads", "8", "--context", "100000", "--batch", "512"}};
+  for (const auto& config : configs) {
+    std::string name;
+    for (const auto& a : config) name += a + " ";
+    const auto start = std::chrono::steady_clock::now();
+    const RunResult r = run_cllm(train_args(d, config), {}, 60);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    EXPECT_TRUE(clean_failure(r)) << name << describe(r) << "\n" << r.output;
+    EXPECT_EQ(r.exit_code, 1) << name << r.output;
+    EXPECT_NE(r.output.find("cllm: error: memory: the run needs "), std::string::npos) << name << r.output;
+    EXPECT_LT(seconds, 10.0) << name << r.output;
+  }
 }
 
 TEST(MemoryPlan, DryRunPrintsThePlanAndTrainsNothing) {
