@@ -69,6 +69,7 @@ MemoryPlan plan_training_memory(const model::Config& config, std::size_t lane_ro
                                 model::Precision precision) {
   const std::size_t n = config.num_params(), f32 = n * sizeof(float);
   MemoryPlan plan;
+  plan.precision = precision;
   plan.resident = proc_kib("/proc/self/status", "VmRSS") * 1024;
   plan.parts.push_back({"params", 1, f32});
   if (precision == model::Precision::bf16) plan.parts.push_back({"bf16 weights", 1, n * sizeof(kernels::bf16)});
@@ -126,8 +127,10 @@ void check_memory_fits(const MemoryPlan& plan, const MemoryAvailable& available)
     names += (i ? ", " : "") + largest[i].name + " " + format_bytes(largest[i].total());
   throw std::runtime_error(fmt::format(
       "memory: the run needs {} but {} is available ({}); the largest parts: {}. Use a smaller --batch or --seq, "
-      "fewer --threads, a smaller model, or --precision bf16 where the CPU has it",
-      format_bytes(plan.total()), format_bytes(available.bytes), available.source, names));
+      "fewer --threads{}",
+      format_bytes(plan.total()), format_bytes(available.bytes), available.source, names,
+      plan.precision == model::Precision::bf16 ? " or a smaller model"
+                                               : ", a smaller model, or --precision bf16 where the CPU has it"));
 }
 
 }  // namespace cllm::train

@@ -27,6 +27,7 @@ struct MemoryPart {
 };
 
 struct MemoryPlan {
+  model::Precision precision = model::Precision::fp32;
   std::size_t resident = 0;  // the process before the plan (VmRSS)
   std::vector<MemoryPart> parts;
   std::size_t total() const;
