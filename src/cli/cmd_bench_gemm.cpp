@@ -1,20 +1,17 @@
 // `cllm bench gemm`: GFLOP/s of every compiled sgemm backend on the matrix
-// products of the small and medium model configs (forward, backward-data and
-// backward-weight of each linear layer) with 1 and 2 concurrent callers, the
-// per-worker setting. This is how CLLM_GEMM=auto's preference was chosen.
-#include <algorithm>
-#include <barrier>
-#include <chrono>
+// products of the small and medium model configs with 1 and 2 concurrent
+// callers (bench/gemm.h). This is how CLLM_GEMM=auto's preference was chosen.
 #include <cstdio>
-#include <random>
+#include <memory>
 #include <sstream>
+#include <stdexcept>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "bench/gemm.h"
 #include "cli/commands.h"
 #include "kernels/sgemm.h"
 
@@ -22,123 +19,6 @@ namespace cllm::cli {
 namespace {
 
 namespace k = cllm::kernels;
-
-// One linear layer out (BT, OUT) = in (BT, IN) @ W (IN, OUT), W input-major
-// as in the HF Conv1D layout, and its two backward products.
-struct Linear {
-  const char* name;
-  int rows, in, out;  // rows = batch * sequence
-};
-
-enum class Pass { forward, backward_data, backward_weight };
-constexpr Pass kPasses[] = {Pass::forward, Pass::backward_data, Pass::backward_weight};
-const char* pass_name(Pass p) {
-  switch (p) {
-    case Pass::forward: return "forward";
-    case Pass::backward_data: return "backward_data";
-    case Pass::backward_weight: return "backward_weight";
-  }
-  return "?";
-}
-
-// forward: out = in @ W; backward_data: d_in = d_out @ W^T;
-// backward_weight: d_W += in^T @ d_out.
-k::GemmShape shape_of(const Linear& l, Pass p) {
-  k::GemmShape s;
-  switch (p) {
-    case Pass::forward:
-      s.m = l.rows, s.n = l.out, s.k = l.in;
-      s.lda = l.in, s.ldb = l.out, s.ldc = l.out;
-      break;
-    case Pass::backward_data:
-      s.trans_b = true;
-      s.m = l.rows, s.n = l.in, s.k = l.out;
-      s.lda = l.out, s.ldb = l.out, s.ldc = l.in;
-      break;
-    case Pass::backward_weight:
-      s.trans_a = true;
-      s.beta = 1.0f;
-      s.m = l.in, s.n = l.out, s.k = l.rows;
-      s.lda = l.in, s.ldb = l.out, s.ldc = l.out;
-      break;
-  }
-  return s;
-}
-
-struct ModelShapes {
-  const char* config;
-  std::vector<Linear> layers;
-};
-
-// Linear layers of a block plus the tied LM head (vocab 256), batch*seq rows.
-ModelShapes model_shapes(const char* config, int rows, int dim) {
-  return {config,
-          {{"attn.c_attn", rows, dim, 3 * dim},
-           {"attn.c_proj", rows, dim, dim},
-           {"mlp.c_fc", rows, dim, 4 * dim},
-           {"mlp.c_proj", rows, 4 * dim, dim},
-           {"lm_head", rows, dim, 256}}};
-}
-
-struct Operands {
-  std::vector<k::GemmShape> shapes;
-  std::vector<std::vector<float>> a, b, c;
-  double flops = 0;
-};
-
-Operands make_operands(const ModelShapes& model, Pass pass, unsigned seed) {
-  Operands ops;
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  auto random_vector = [&](long n) {
-    std::vector<float> v(static_cast<std::size_t>(n));
-    for (float& x : v) x = dist(rng);
-    return v;
-  };
-  for (const Linear& l : model.layers) {
-    const k::GemmShape s = shape_of(l, pass);
-    ops.shapes.push_back(s);
-    ops.a.push_back(random_vector(static_cast<long>(s.trans_a ? s.k : s.m) * s.lda));
-    ops.b.push_back(random_vector(static_cast<long>(s.trans_b ? s.n : s.k) * s.ldb));
-    ops.c.push_back(random_vector(static_cast<long>(s.m) * s.ldc));
-    ops.flops += 2.0 * s.m * s.n * s.k;
-  }
-  return ops;
-}
-
-// Runs `callers` threads, each repeating its own copy of the products for at
-// least `seconds`, started together; returns the mean GFLOP/s per caller.
-double measure(k::GemmBackend backend, const ModelShapes& model, Pass pass, int callers, double seconds) {
-  std::vector<Operands> ops;
-  for (int t = 0; t < callers; ++t) ops.push_back(make_operands(model, pass, 17u + static_cast<unsigned>(t)));
-  std::vector<double> gflops(static_cast<std::size_t>(callers));
-  std::barrier start(callers);
-  auto worker = [&](int t) {
-    Operands& o = ops[static_cast<std::size_t>(t)];
-    auto run_once = [&] {
-      for (std::size_t i = 0; i < o.shapes.size(); ++i) k::sgemm(backend, o.shapes[i], o.a[i].data(), o.b[i].data(), o.c[i].data());
-    };
-    run_once();  // warm-up: first-touch, packing buffers, per-thread setup
-    start.arrive_and_wait();
-    using clock = std::chrono::steady_clock;
-    const auto t0 = clock::now();
-    long reps = 0;
-    double elapsed = 0;
-    do {
-      run_once();
-      ++reps;
-      elapsed = std::chrono::duration<double>(clock::now() - t0).count();
-    } while (elapsed < seconds);
-    gflops[static_cast<std::size_t>(t)] = o.flops * static_cast<double>(reps) / elapsed * 1e-9;
-  };
-  std::vector<std::thread> threads;
-  for (int t = 1; t < callers; ++t) threads.emplace_back(worker, t);
-  worker(0);
-  for (std::thread& th : threads) th.join();
-  double sum = 0;
-  for (double g : gflops) sum += g;
-  return sum / callers;
-}
 
 std::vector<int> parse_callers(const std::string& text) {
   std::vector<int> out;
@@ -193,9 +73,6 @@ void add_bench_gemm_command(CLI::App& bench) {
     const std::string command = fmt::format("cllm bench gemm --seconds {} --repeats {} --callers {} --backends {}{}",
                                             opt->seconds, opt->repeats, opt->callers, backend_list,
                                             opt->json ? " --json" : "");
-    // small: batch 8 x seq 128, dim 256; medium: batch 4 x seq 256, dim 384.
-    const ModelShapes models[] = {model_shapes("small", 1024, 256), model_shapes("medium", 1024, 384)};
-
     nlohmann::json rows = nlohmann::json::array();
     if (!opt->json) {
       std::printf("command: %s\n", command.c_str());
@@ -207,26 +84,15 @@ void add_bench_gemm_command(CLI::App& bench) {
                   opt->repeats);
       std::printf("%-7s %-16s %-9s %7s %9s\n", "config", "pass", "backend", "callers", "GFLOP/s");
     }
-    for (const ModelShapes& model : models) {
-      for (Pass pass : kPasses) {
-        for (k::GemmBackend backend : backends) {
-          for (int c : callers) {
-            std::vector<double> samples;
-            for (int r = 0; r < opt->repeats; ++r) samples.push_back(measure(backend, model, pass, c, opt->seconds));
-            std::sort(samples.begin(), samples.end());
-            const double median = samples[samples.size() / 2];
-            const std::string name(k::gemm_backend_name(backend));
-            if (opt->json) {
-              rows.push_back({{"config", model.config}, {"pass", pass_name(pass)}, {"backend", name},
-                              {"callers", c}, {"gflops_per_caller", median}});
-            } else {
-              std::printf("%-7s %-16s %-9s %7d %9.1f\n", model.config, pass_name(pass), name.c_str(), c, median);
-              std::fflush(stdout);
-            }
-          }
-        }
+    bench::measure_gemm(backends, callers, opt->repeats, opt->seconds, [&](const bench::GemmMeasurement& m) {
+      if (opt->json) {
+        rows.push_back({{"config", m.config}, {"pass", m.pass}, {"backend", m.backend},
+                        {"callers", m.callers}, {"gflops_per_caller", m.gflops_per_caller}});
+      } else {
+        std::printf("%-7s %-16s %-9s %7d %9.1f\n", m.config, m.pass, m.backend.c_str(), m.callers, m.gflops_per_caller);
+        std::fflush(stdout);
       }
-    }
+    });
     if (opt->json) {
       nlohmann::json libraries = nlohmann::json::object();
       for (k::GemmBackend b : backends) libraries[std::string(k::gemm_backend_name(b))] = k::gemm_backend_description(b);

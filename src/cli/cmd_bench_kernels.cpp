@@ -1,176 +1,27 @@
 // `cllm bench kernels`: bandwidth of every kernel, per SIMD target, against
-// memcpy measured in the same run, on large (DRAM) and small (in-cache)
-// buffers. Prints the measurements only; it never judges them.
-#include <algorithm>
-#include <chrono>
+// memcpy measured in the same run (bench/kernels.h). Prints the measurements
+// only; it never judges them.
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <ctime>
 #include <fstream>
 #include <iostream>
 #include <iterator>
-#include <map>
 #include <memory>
-#include <new>
-#include <sstream>
-#include <stdexcept>
 #include <string>
-#include <vector>
 
 #include <fmt/core.h>
 #include <nlohmann/json.hpp>
 
+#include "bench/kernels.h"
 #include "cli/commands.h"
-#include "kernels/kernels.h"
 
 namespace cllm::cli {
 namespace {
 
-namespace k = cllm::kernels;
-
 struct Options {
-  bool quick = false;
+  bench::KernelBenchOptions bench;
   bool json = false;
-  double mb = 0.0;           // per buffer; 0: 100, or 8 with --quick
-  int reps = 0;              // 0: 5, or 3 with --quick
-  std::string targets = "scalar,best";
-  std::string kernels = "all";
   std::string clock = "wall";
-  std::size_t n_sources = 12;
-  std::size_t cache_kb = 16;
 };
-
-// 64-byte aligned floats, written once by the calling thread so the pages
-// are mapped (first touch) before anything is timed.
-class FloatBuffer {
- public:
-  explicit FloatBuffer(std::size_t n) {
-    const std::size_t bytes = (std::max<std::size_t>(n, 1) * sizeof(float) + 63) / 64 * 64;
-    data_.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
-    if (!data_) throw std::bad_alloc();
-    std::fill_n(data_.get(), n, 1.0f);
-  }
-  float* get() const { return data_.get(); }
-
- private:
-  struct Free {
-    void operator()(float* p) const { std::free(p); }
-  };
-  std::unique_ptr<float[], Free> data_;
-};
-
-// One kernel as benchmarked: how many buffers it reads or writes per call
-// (plus the n_sources source buffers if it sums sources), and how to call
-// it on buffers of n floats.
-struct Workload {
-  const char* kernel;
-  bool sums_sources;
-  std::size_t buffers_moved;
-  void (*run)(const k::KernelTable& t, float* const* bufs, std::size_t n_sources, std::size_t n);
-};
-
-// Keeps the reductions' results alive.
-volatile double g_sink = 0.0;
-
-const Workload kWorkloads[] = {
-    {"zero", false, 1, [](const k::KernelTable& t, float* const* b, std::size_t, std::size_t n) { t.zero(b[0], n); }},
-    {"copy", false, 2, [](const k::KernelTable& t, float* const* b, std::size_t, std::size_t n) { t.copy(b[0], b[1], n); }},
-    {"add", false, 3, [](const k::KernelTable& t, float* const* b, std::size_t, std::size_t n) { t.add(b[0], b[1], n); }},
-    {"add_n", true, 1,  // reads the sources, writes dst
-     [](const k::KernelTable& t, float* const* b, std::size_t ns, std::size_t n) {
-       g_sink = g_sink + t.add_n(b[0], b + 1, ns, 0, n, false);
-     }},
-    {"scale", false, 2, [](const k::KernelTable& t, float* const* b, std::size_t, std::size_t n) { t.scale(b[0], 1.0f, n); }},
-    {"axpy", false, 3,
-     [](const k::KernelTable& t, float* const* b, std::size_t, std::size_t n) { t.axpy(b[0], 1e-6f, b[1], n); }},
-    {"dot", false, 2,
-     [](const k::KernelTable& t, float* const* b, std::size_t, std::size_t n) { g_sink = g_sink + t.dot(b[0], b[1], n); }},
-    {"sum_squares", false, 1,
-     [](const k::KernelTable& t, float* const* b, std::size_t, std::size_t n) {
-       g_sink = g_sink + t.sum_squares(b[0], n);
-     }},
-    {"adamw", false, 7,  // reads p, g, m, v; writes p, m, v
-     [](const k::KernelTable& t, float* const* b, std::size_t, std::size_t n) {
-       t.adamw(b[0], b[1], b[2], b[3], n, k::AdamWParams{});
-     }},
-};
-
-double wall_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-// CPU time of this thread: on a shared, busy machine it leaves out the time
-// the benchmark was not running (memory contention still counts).
-double thread_cpu_seconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
-}
-
-// Median over reps of the seconds one call takes, each rep timing `calls`
-// back-to-back calls (many for in-cache sizes, so the clock resolves them).
-template <class Fn>
-double median_seconds_per_call(double (*now)(), int reps, std::size_t calls, const Fn& fn) {
-  fn();  // warm-up: caches, page tables, branch predictors
-  std::vector<double> times;
-  for (int r = 0; r < reps; ++r) {
-    const double start = now();
-    for (std::size_t c = 0; c < calls; ++c) fn();
-    times.push_back((now() - start) / static_cast<double>(calls));
-  }
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
-}
-
-// "scalar,best" -> targets, in order, without repeats. "best" is the best
-// usable target, "all" every usable one.
-std::vector<k::Target> parse_targets(const std::string& list) {
-  std::vector<k::Target> out;
-  auto push = [&out](k::Target t) {
-    if (std::find(out.begin(), out.end(), t) == out.end()) out.push_back(t);
-  };
-  std::stringstream in(list);
-  std::string name;
-  while (std::getline(in, name, ',')) {
-    if (name == "best") {
-      push(k::usable_targets().back());
-    } else if (name == "all") {
-      for (k::Target t : k::usable_targets()) push(t);
-    } else {
-      try {
-        push(k::parse_target(name));
-      } catch (const std::invalid_argument&) {
-        throw std::invalid_argument("--targets: unknown target '" + name +
-                                    "' (expected a comma-separated list of scalar, sse4, avx2, avx512, best, all)");
-      }
-    }
-  }
-  if (out.empty()) throw std::invalid_argument("--targets: empty list '" + list + "'");
-  for (k::Target t : out) k::table_for(t);  // throws, naming it, if unusable
-  return out;
-}
-
-// "add,add_n" -> the workloads named, in table order; "all" -> every one.
-std::vector<const Workload*> parse_kernels(const std::string& list) {
-  std::vector<std::string> names;
-  std::stringstream in(list);
-  for (std::string name; std::getline(in, name, ',');) names.push_back(name);
-  std::vector<const Workload*> out;
-  for (const Workload& w : kWorkloads)
-    if (list == "all" || std::find(names.begin(), names.end(), w.kernel) != names.end()) out.push_back(&w);
-  for (const std::string& name : names) {
-    const bool known = std::any_of(std::begin(kWorkloads), std::end(kWorkloads),
-                                   [&](const Workload& w) { return name == w.kernel; });
-    if (!known && list != "all") {
-      std::string expected;
-      for (const Workload& w : kWorkloads) expected += std::string(expected.empty() ? "" : ", ") + w.kernel;
-      throw std::invalid_argument("--kernels: unknown kernel '" + name + "' (expected all or a list of " +
-                                  expected + ")");
-    }
-  }
-  return out;
-}
 
 // This process's command line as typed (Linux), for the record.
 std::string command_line() {
@@ -193,87 +44,37 @@ std::string human_bytes(std::size_t bytes) {
   return fmt::format("{:g} KB", static_cast<double>(bytes) / (1 << 10));
 }
 
-void run_bench(const Options& opt) {
-  const double mb = opt.mb > 0 ? opt.mb : (opt.quick ? 8.0 : 100.0);
-  const int reps = opt.reps > 0 ? opt.reps : (opt.quick ? 3 : 5);
-  if (opt.n_sources < 1 || opt.n_sources > 256)
-    throw std::invalid_argument("--n-sources: " + std::to_string(opt.n_sources) + ", expected 1..256");
-  const std::vector<k::Target> targets = parse_targets(opt.targets);
-  const std::vector<const Workload*> workloads = parse_kernels(opt.kernels);
+void run_bench(Options opt) {
+  opt.bench.cpu_clock = opt.clock == "cpu";
+  const bench::KernelBench measurements(opt.bench);
   const std::string command = command_line();
-  double (*const now)() = opt.clock == "cpu" ? thread_cpu_seconds : wall_seconds;
-  // Each rep of an in-cache measurement moves at least this much, so that it
-  // lasts well over the clock's resolution.
-  const double min_rep_bytes = opt.quick ? 32e6 : 256e6;
-
-  const std::size_t sizes[] = {static_cast<std::size_t>(mb * (1 << 20)) / sizeof(float),
-                               opt.cache_kb * 1024 / sizeof(float)};
-  if (sizes[0] == 0 || sizes[1] == 0) throw std::invalid_argument("--mb and --cache-kb must be positive");
-
   if (!opt.json) {
     fmt::print("$ {}\n", command);
     fmt::print("{:<12} {:<7} {:>4} {:>9} {:>10} {:>9} {:>9} {:>9}\n", "kernel", "target", "srcs", "buffer",
                "seconds", "GB/s", "x memcpy", "x scalar");
   }
-  for (std::size_t n : sizes) {
-    const std::size_t buffer_bytes = n * sizeof(float);
-    std::vector<FloatBuffer> storage;
-    std::vector<float*> bufs;
-    for (std::size_t b = 0; b < std::max<std::size_t>(opt.n_sources + 1, 4); ++b) {
-      storage.emplace_back(n);
-      bufs.push_back(storage.back().get());
+  measurements.run([&](const bench::KernelMeasurement& m) {
+    if (opt.json) {
+      nlohmann::json j = {{"kernel", m.kernel},
+                          {"target", m.target},
+                          {"n_sources", m.n_sources},
+                          {"buffer_bytes", m.buffer_bytes},
+                          {"bytes", m.bytes},
+                          {"seconds", m.seconds},
+                          {"gb_per_s", m.gb_per_s},
+                          {"memcpy_gb_per_s", m.memcpy_gb_per_s},
+                          {"clock", opt.clock},
+                          {"reps", m.reps},
+                          {"calls_per_rep", m.calls_per_rep},
+                          {"command", command}};
+      std::cout << j.dump() << std::endl;
+    } else {
+      const std::string vs_scalar = m.scalar_gb_per_s ? fmt::format("{:.2f}", m.gb_per_s / *m.scalar_gb_per_s) : "";
+      fmt::print("{:<12} {:<7} {:>4} {:>9} {:>10.3e} {:>9.2f} {:>9.2f} {:>9}\n", m.kernel, m.target, m.n_sources,
+                 human_bytes(m.buffer_bytes), m.seconds, m.gb_per_s, m.gb_per_s / m.memcpy_gb_per_s, vs_scalar);
+      std::fflush(stdout);
     }
-    const auto calls_for = [&](std::size_t bytes) {
-      return static_cast<std::size_t>(std::max(1.0, min_rep_bytes / static_cast<double>(bytes)));
-    };
-    const std::size_t memcpy_bytes = 2 * buffer_bytes;
-    const double memcpy_seconds = median_seconds_per_call(
-        now, reps, calls_for(memcpy_bytes), [&] { std::memcpy(bufs[0], bufs[1], buffer_bytes); });
-    const double memcpy_gbs = static_cast<double>(memcpy_bytes) / memcpy_seconds / 1e9;
-
-    std::map<std::string, double> scalar_gbs;  // kernel -> GB/s on scalar
-    auto report = [&](const std::string& kernel, const std::string& target, std::size_t n_sources, std::size_t bytes,
-                      double seconds, std::size_t calls) {
-      const double gbs = static_cast<double>(bytes) / seconds / 1e9;
-      if (target == "scalar") scalar_gbs[kernel] = gbs;
-      const auto scalar_it = scalar_gbs.find(kernel);
-      if (opt.json) {
-        nlohmann::json j = {{"kernel", kernel},
-                            {"target", target},
-                            {"n_sources", n_sources},
-                            {"buffer_bytes", buffer_bytes},
-                            {"bytes", bytes},
-                            {"seconds", seconds},
-                            {"gb_per_s", gbs},
-                            {"memcpy_gb_per_s", memcpy_gbs},
-                            {"clock", opt.clock},
-                            {"reps", reps},
-                            {"calls_per_rep", calls},
-                            {"command", command}};
-        std::cout << j.dump() << std::endl;
-      } else {
-        const std::string vs_scalar =
-            scalar_it == scalar_gbs.end() || kernel == "memcpy" ? "" : fmt::format("{:.2f}", gbs / scalar_it->second);
-        fmt::print("{:<12} {:<7} {:>4} {:>9} {:>10.3e} {:>9.2f} {:>9.2f} {:>9}\n", kernel, target, n_sources,
-                   human_bytes(buffer_bytes), seconds, gbs, gbs / memcpy_gbs, vs_scalar);
-        std::fflush(stdout);
-      }
-    };
-    report("memcpy", "libc", 0, memcpy_bytes, memcpy_seconds, calls_for(memcpy_bytes));
-
-    for (k::Target target : targets) {
-      const k::KernelTable& table = k::table_for(target);
-      for (const Workload* w : workloads) {
-        const std::size_t n_sources = w->sums_sources ? opt.n_sources : 0;
-        const std::size_t moved = w->buffers_moved + n_sources;
-        const std::size_t bytes = moved * buffer_bytes;
-        const std::size_t calls = calls_for(bytes);
-        const double seconds =
-            median_seconds_per_call(now, reps, calls, [&] { w->run(table, bufs.data(), n_sources, n); });
-        report(w->kernel, std::string(k::target_name(target)), n_sources, bytes, seconds, calls);
-      }
-    }
-  }
+  });
 }
 
 }  // namespace
@@ -281,18 +82,18 @@ void run_bench(const Options& opt) {
 void add_bench_kernels_command(CLI::App& bench) {
   CLI::App* cmd = bench.add_subcommand("kernels", "Kernel bandwidth against memcpy, per SIMD target");
   auto opt = std::make_shared<Options>();
-  cmd->add_flag("--quick", opt->quick, "Small buffers (8 MB) and 3 reps: a few seconds");
+  cmd->add_flag("--quick", opt->bench.quick, "Small buffers (8 MB) and 3 reps: a few seconds");
   cmd->add_flag("--json", opt->json, "One JSON object per measurement per line");
-  cmd->add_option("--mb", opt->mb, "Size of each large buffer in MB (default 100, 8 with --quick)");
-  cmd->add_option("--cache-kb", opt->cache_kb, "Size of each in-cache buffer in KB")->capture_default_str();
-  cmd->add_option("--reps", opt->reps, "Repetitions; the median is reported (default 5, 3 with --quick)");
-  cmd->add_option("--targets", opt->targets, "Comma-separated: scalar, sse4, avx2, avx512, best, all")
+  cmd->add_option("--mb", opt->bench.mb, "Size of each large buffer in MB (default 100, 8 with --quick)");
+  cmd->add_option("--cache-kb", opt->bench.cache_kb, "Size of each in-cache buffer in KB")->capture_default_str();
+  cmd->add_option("--reps", opt->bench.reps, "Repetitions; the median is reported (default 5, 3 with --quick)");
+  cmd->add_option("--targets", opt->bench.targets, "Comma-separated: scalar, sse4, avx2, avx512, best, all")
       ->capture_default_str();
   cmd->add_option("--clock", opt->clock, "wall, or cpu (this thread's CPU time, for a busy machine)")
       ->check(CLI::IsMember({"wall", "cpu"}))
       ->capture_default_str();
-  cmd->add_option("--kernels", opt->kernels, "Comma-separated kernel names, or all")->capture_default_str();
-  cmd->add_option("--n-sources", opt->n_sources, "Sources summed by add_n (1..256)")->capture_default_str();
+  cmd->add_option("--kernels", opt->bench.kernels, "Comma-separated kernel names, or all")->capture_default_str();
+  cmd->add_option("--n-sources", opt->bench.n_sources, "Sources summed by add_n (1..256)")->capture_default_str();
   cmd->callback([opt] { run_bench(*opt); });
 }
 

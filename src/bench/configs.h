@@ -10,7 +10,7 @@
 #include "kernels/sgemm.h"
 #include "model/gpt.h"
 
-namespace cllm::cli {
+namespace cllm::bench {
 
 struct NamedConfig {
   std::string name;
@@ -53,4 +53,4 @@ inline std::vector<model::Precision> select_bench_precisions(const std::string& 
   return out;
 }
 
-}  // namespace cllm::cli
+}  // namespace cllm::bench
