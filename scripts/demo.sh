@@ -10,9 +10,12 @@ scripts/build.sh build
 
 out=out/demo
 rm -rf "$out"  # the demo always starts fresh; real runs continue with --resume
+# Chosen by measurement (docs/BENCHMARKS.md, "The demo"): in two minutes a
+# narrow model at a high learning rate sees ~3x the tokens of a 256-wide one
+# and ends lower.
 build/cllm train --data /usr/share/games/fortunes --out "$out" \
-  --layers 4 --dim 256 --heads 8 --context 128 --batch 8 --accum 2 \
-  --steps 800 --lr 1e-3 --min-lr 1e-4 --warmup 100 --eval-every 200 --log-every 25 \
+  --layers 4 --dim 128 --heads 4 --context 128 --batch 16 --accum 2 \
+  --steps 1500 --lr 6e-3 --min-lr 6e-4 --warmup 100 --eval-every 250 --eval-batches 32 --log-every 50 \
   --sample-tokens 0
 echo
 echo "== generated from $out"
