@@ -142,8 +142,8 @@ struct Operands {
   // bf16 only (f32 products read the f32 arrays as they are): attention's
   // input per layer, a layer's output gradient and one LM head chunk's
   // logit gradients converted for the products; and GELU's input per layer,
-  // kept in bf16 (as autocast keeps the c_fc product's output) and widened
-  // to f32 for the GELU, in the forward as in the backward.
+  // kept in bf16 (as autocast keeps the c_fc product's output), which the
+  // GELU reads in the forward as in the backward.
   std::vector<Op> qkv, dout, dlogits, fch;
 
   // size(vector, n) sizes each array (or only counts it: Workspace::planned_bytes).
@@ -168,6 +168,14 @@ struct Operands {
       return qkv_f32;
     } else {
       return qkv.data() + layer * layer_size;
+    }
+  }
+  // Layer l's GELU input as kept: fch_f32 itself for f32.
+  const Op* gelu_input(const float* fch_f32, std::size_t layer, std::size_t layer_size) const {
+    if constexpr (std::is_same_v<Op, float>) {
+      return fch_f32;
+    } else {
+      return fch.data() + layer * layer_size;
     }
   }
 
@@ -238,7 +246,7 @@ struct Workspace::Buffers {
     size(targets, BT);
   }
 
-  // Layer l's f32 qkv and GELU input. bf16 workspaces keep the layers'
+  // Layer l's f32 qkv and c_fc products. bf16 workspaces keep the layers'
   // values in bf16 (Operands) and these f32 products one layer's at a time,
   // in one array: a layer's qkv is converted before its c_fc product.
   float* qkv_of(std::size_t layer) {
@@ -388,13 +396,9 @@ float forward_pass(const ParamLayout& layout, const float* params, const Op* mat
     layers::layernorm_forward(ln, w.ln2_mean.data() + L * stats, w.ln2_rstd.data() + L * stats, res2,
                               params + p.ln2_w, params + p.ln2_b, N, C);
     layers::matmul_forward(fch, ln, mats + p.fc_w, params + p.fc_b, nullptr, N, C, 4 * C);
-    if constexpr (!std::is_same_v<Op, float>) {
-      // GELU reads the bf16-rounded values the backward will recompute it from.
-      Op* kept = op.fch.data() + L * act * 4;
-      kernels::active().to_bf16(kept, fch, sz(N) * 4 * sz(C));
-      kernels::active().from_bf16(fch, kept, sz(N) * 4 * sz(C));
-    }
-    layers::gelu_forward(fch_gelu, fch, sz(N) * 4 * sz(C));
+    if constexpr (!std::is_same_v<Op, float>) layers::as_operand(fch, op.fch.data() + L * act * 4, sz(N) * 4 * sz(C));
+    // GELU reads the values the backward will recompute it from (bf16: the kept copy).
+    layers::gelu_forward(fch_gelu, op.gelu_input(fch, L, act * 4), sz(N) * 4 * sz(C));
     layers::matmul_forward(res3, fch_gelu, mats + p.fc_proj_w, params + p.fc_proj_b, res2, N, 4 * C, C);
     residual = res3;
   }
@@ -483,7 +487,7 @@ void backward_pass(const ParamLayout& layout, const float* params, const Op* mat
     const float* qkv = w.qkv_of(L);
     const Op* atty = op.atty.data() + L * act;
     const float* res2 = w.res2.data() + L * act;
-    float* fch = w.fch_of(L);
+    const Op* gelu_input = op.gelu_input(w.fch_of(L), L, act * 4);
     float* ln1_mean = w.ln1_mean.data() + L * stats, *ln1_rstd = w.ln1_rstd.data() + L * stats;
     float* ln2_mean = w.ln2_mean.data() + L * stats, *ln2_rstd = w.ln2_rstd.data() + L * stats;
     Op* ln = op.ln.data();
@@ -493,12 +497,11 @@ void backward_pass(const ParamLayout& layout, const float* params, const Op* mat
     const std::size_t small = sz(N) * sz(C), big = 4 * small;
     // ln_2's and GELU's outputs again (the same values: stats rewritten as they were)
     layers::layernorm_forward(ln, ln2_mean, ln2_rstd, res2, params + p.ln2_w, params + p.ln2_b, N, C);
-    if constexpr (!std::is_same_v<Op, float>) kernels::active().from_bf16(fch, op.fch.data() + L * act * 4, big);
-    layers::gelu_forward(fch_gelu, fch, big);
+    layers::gelu_forward(fch_gelu, gelu_input, big);
     // dres holds d(res3); the MLP branch and ln_2 add d(res2) into it.
     layers::matmul_backward(dbig, grad + p.fc_proj_w, grad + p.fc_proj_b, dres, operand(dres, small), fch_gelu,
                             mats + p.fc_proj_w, N, 4 * C, C, acc);
-    layers::gelu_backward(dbig, fch, dbig, big);
+    layers::gelu_backward(dbig, gelu_input, dbig, big);
     layers::matmul_backward(dsmall, grad + p.fc_w, grad + p.fc_b, dbig, operand(dbig, big), ln, mats + p.fc_w, N,
                             C, 4 * C, acc);
     layers::layernorm_backward(dres, grad + p.ln2_w, grad + p.ln2_b, dsmall, res2, params + p.ln2_w, ln2_mean,

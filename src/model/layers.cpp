@@ -100,6 +100,23 @@ void write_in_chunks(Op* out, std::size_t n, const Compute& compute) {
   }
 }
 
+// body(x, begin, count) for x = inp[begin, begin + count) as f32: float
+// input whole, bf16 input a chunk at a time widened into an L1-sized buffer.
+template <class In, class Body>
+void read_in_chunks(const In* inp, std::size_t n, const Body& body) {
+  if constexpr (std::is_same_v<In, float>) {
+    body(inp, 0, n);
+  } else {
+    constexpr std::size_t kChunk = 512;
+    float chunk[kChunk];
+    for (std::size_t i = 0; i < n; i += kChunk) {
+      const std::size_t count = std::min(kChunk, n - i);
+      kernels::active().from_bf16(chunk, inp + i, count);
+      body(chunk, i, count);
+    }
+  }
+}
+
 // sum a[i] * b[i]
 float dot(const float* a, const float* b, int n) {
   float acc[kLanes] = {};
@@ -455,17 +472,22 @@ float lm_head_loss(float* logits, Op* dlogits_operand, const Op* x, const Op* wt
   return static_cast<float>(total / N);
 }
 
-template <class Op>
-void gelu_forward(Op* out, const float* inp, std::size_t n) {
+template <class Op, class In>
+void gelu_forward(Op* out, const In* inp, std::size_t n) {
   const PhaseScope scope(Phase::gelu);
-  write_in_chunks(out, n, [&](float* y, std::size_t begin, std::size_t count) {
-    detail::model_kernels().gelu_forward(y, inp + begin, count);
+  read_in_chunks(inp, n, [&](const float* x, std::size_t x_begin, std::size_t x_count) {
+    write_in_chunks(out + x_begin, x_count, [&](float* y, std::size_t begin, std::size_t count) {
+      detail::model_kernels().gelu_forward(y, x + begin, count);
+    });
   });
 }
 
-void gelu_backward(float* dinp, const float* inp, const float* dout, std::size_t n) {
+template <class In>
+void gelu_backward(float* dinp, const In* inp, const float* dout, std::size_t n) {
   const PhaseScope scope(Phase::gelu);
-  detail::model_kernels().gelu_backward(dinp, inp, dout, n);
+  read_in_chunks(inp, n, [&](const float* x, std::size_t begin, std::size_t count) {
+    detail::model_kernels().gelu_backward(dinp + begin, x, dout + begin, count);
+  });
 }
 
 // The two operand types.
@@ -490,5 +512,8 @@ template float lm_head_loss(float*, bf16*, const bf16*, const bf16*, const std::
                             float*, float*, bool);
 template void gelu_forward(float*, const float*, std::size_t);
 template void gelu_forward(bf16*, const float*, std::size_t);
+template void gelu_forward(bf16*, const bf16*, std::size_t);
+template void gelu_backward(float*, const float*, const float*, std::size_t);
+template void gelu_backward(float*, const bf16*, const float*, std::size_t);
 
 }  // namespace cllm::model::layers

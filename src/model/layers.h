@@ -100,10 +100,13 @@ float lm_head_loss(float* logits, Op* dlogits_operand, const Op* x, const Op* wt
 // compute-bound.
 int lm_head_chunk_rows(int N, int V);
 
-// GELU, tanh approximation, elementwise over n values.
-template <class Op>
-void gelu_forward(Op* out, const float* inp, std::size_t n);
+// GELU, tanh approximation, elementwise over n values. The input is f32,
+// or bf16 (a bf16 workspace keeps GELU's input so), widened in L1-sized
+// chunks on the way.
+template <class Op, class In>
+void gelu_forward(Op* out, const In* inp, std::size_t n);
 // dinp = dout * gelu'(inp); dinp may alias dout.
-void gelu_backward(float* dinp, const float* inp, const float* dout, std::size_t n);
+template <class In>
+void gelu_backward(float* dinp, const In* inp, const float* dout, std::size_t n);
 
 }  // namespace cllm::model::layers

@@ -225,6 +225,23 @@ TEST(Layers, GeluMatchesReference) {
   expect_close(d_f, d_r, 1e-6f, "gelu backward");
 }
 
+TEST(Layers, GeluOfBf16InputIsGeluOfItsWidenedValues) {
+  // A bf16 workspace keeps GELU's input in bf16: read in chunks, widened,
+  // the result is that of the f32 path on the same values, bit for bit
+  // (n crosses several chunks and ends in a partial vector).
+  const auto kept = to_bf16(random_vector(3 * 512 + 37, 25, 3.0f));
+  const auto inp = widened(kept);
+  const auto dout = random_vector(inp.size(), 26);
+  std::vector<kernels::bf16> out_kept(inp.size()), out_f(inp.size());
+  fast::gelu_forward(out_kept.data(), kept.data(), kept.size());
+  fast::gelu_forward(out_f.data(), inp.data(), inp.size());
+  EXPECT_EQ(widened(out_kept), widened(out_f));
+  std::vector<float> d_kept = dout, d_f = dout;
+  fast::gelu_backward(d_kept.data(), kept.data(), d_kept.data(), kept.size());
+  fast::gelu_backward(d_f.data(), inp.data(), d_f.data(), inp.size());
+  EXPECT_EQ(d_kept, d_f);
+}
+
 // wte [V,C] as the [C,V] weight of a plain linear layer, for the oracle.
 std::vector<float> transposed(const std::vector<float>& w, int rows, int cols) {
   std::vector<float> t(w.size());
