@@ -82,6 +82,17 @@ void product(const GemmShape& s, const bf16* a, const bf16* b, float* c) {
 void store(float* dst, const float* src, std::size_t n) { std::memcpy(dst, src, sizeof(float) * n); }
 void store(bf16* dst, const float* src, std::size_t n) { kernels::active().to_bf16(dst, src, n); }
 
+// bf16 values pass through f32 buffers of this many (2 KiB: stays in L1).
+constexpr std::size_t kF32Chunk = 512;
+
+// fn(chunk, begin, count) for [0, n) in pieces of at most kF32Chunk, with
+// chunk an f32 buffer of that size.
+template <class Fn>
+void for_each_f32_chunk(std::size_t n, const Fn& fn) {
+  float chunk[kF32Chunk];
+  for (std::size_t i = 0; i < n; i += kF32Chunk) fn(chunk, i, std::min(kF32Chunk, n - i));
+}
+
 // out[0, n) = values that compute(y, begin, count) writes as f32 into
 // y[0, count) for out[begin, begin + count): for float straight into out,
 // for bf16 a chunk at a time into an L1-sized buffer, then converted.
@@ -90,13 +101,10 @@ void write_in_chunks(Op* out, std::size_t n, const Compute& compute) {
   if constexpr (std::is_same_v<Op, float>) {
     compute(out, 0, n);
   } else {
-    constexpr std::size_t kChunk = 512;
-    float chunk[kChunk];
-    for (std::size_t i = 0; i < n; i += kChunk) {
-      const std::size_t count = std::min(kChunk, n - i);
-      compute(chunk, i, count);
-      store(out + i, chunk, count);
-    }
+    for_each_f32_chunk(n, [&](float* chunk, std::size_t begin, std::size_t count) {
+      compute(chunk, begin, count);
+      store(out + begin, chunk, count);
+    });
   }
 }
 
@@ -107,13 +115,10 @@ void read_in_chunks(const In* inp, std::size_t n, const Body& body) {
   if constexpr (std::is_same_v<In, float>) {
     body(inp, 0, n);
   } else {
-    constexpr std::size_t kChunk = 512;
-    float chunk[kChunk];
-    for (std::size_t i = 0; i < n; i += kChunk) {
-      const std::size_t count = std::min(kChunk, n - i);
-      kernels::active().from_bf16(chunk, inp + i, count);
-      body(chunk, i, count);
-    }
+    for_each_f32_chunk(n, [&](float* chunk, std::size_t begin, std::size_t count) {
+      kernels::active().from_bf16(chunk, inp + begin, count);
+      body(chunk, begin, count);
+    });
   }
 }
 
