@@ -129,6 +129,32 @@ void init_params(const ParamLayout& layout, float* params, std::uint64_t seed) {
 
 // ---------------------------------------------------------------- Workspace
 
+// A pass goes through phases that never overlap: a layer's forward, the LM
+// head, a layer's backward. What one phase needs only while it runs lives in
+// one phase array per type, sized for the largest phase, that every phase
+// reuses from its start (GPT-2 124M bf16, 4 x 1024 tokens: the head's 192 MiB
+// of logits and their bf16 copy are the layers' 114 MiB of scratch too).
+// Offsets into the phase arrays, in elements of their type.
+struct PhaseLayout {
+  // f32: a layer's f32 product (bf16 workspaces convert it into what they
+  // keep) in the forward or dbig in the backward, then res2; or the head's logits.
+  std::size_t res2, f32_size;
+  // Operand type: ln_1 or ln_2, then GELU's output, then (bf16) an f32
+  // gradient converted for the products; or the head's lnf, then (bf16) its
+  // chunk's dlogits.
+  std::size_t fch_gelu, dout, dlogits, op_size;
+
+  PhaseLayout(const Config& c, std::size_t BT, std::size_t head_chunk, bool bf16) {
+    const std::size_t C = sz(c.dim), head_logits = head_chunk * sz(c.vocab);
+    res2 = BT * 4 * C;
+    f32_size = std::max(res2 + BT * C, head_logits);
+    fch_gelu = BT * C;
+    dout = fch_gelu + BT * 4 * C;
+    dlogits = BT * C;
+    op_size = std::max(dout + (bf16 ? BT * 4 * C : 0), dlogits + (bf16 ? head_logits : 0));
+  }
+};
+
 // The activations that only feed matrix products, in the products' operand
 // type Op (see layers.h); per-layer arrays are [layers][max size of one layer].
 // The LayerNorm and GELU outputs are one layer's only: the backward
@@ -136,29 +162,24 @@ void init_params(const ParamLayout& layout, float* params, std::uint64_t seed) {
 // elementwise, and 6 of the 16 floats a layer would keep per token and d).
 template <class Op>
 struct Operands {
-  std::vector<Op> atty, lnf;
-  std::vector<Op> ln, fch_gelu;  // ln_1 or ln_2, and GELU's output, of the layer at hand
-  std::vector<Op> attention;     // attention's per-head operand scratch, reused by every layer
+  std::vector<Op> atty;
+  std::vector<Op> attention;  // attention's per-head operand scratch, reused by every layer
+  std::vector<Op> phase;      // see PhaseLayout
   // bf16 only (f32 products read the f32 arrays as they are): attention's
-  // input per layer, a layer's output gradient and one LM head chunk's
-  // logit gradients converted for the products; and GELU's input per layer,
-  // kept in bf16 (as autocast keeps the c_fc product's output), which the
-  // GELU reads in the forward as in the backward.
-  std::vector<Op> qkv, dout, dlogits, fch;
+  // input per layer, and GELU's input per layer, kept in bf16 (as autocast
+  // keeps the c_fc product's output), which the GELU reads in the forward as
+  // in the backward.
+  std::vector<Op> qkv, fch;
 
   // size(vector, n) sizes each array (or only counts it: Workspace::planned_bytes).
   template <class Size>
-  void lay_out(const Config& c, int seq, std::size_t BT, std::size_t head_chunk, const Size& size) {
-    const std::size_t L = sz(c.layers), C = sz(c.dim), V = sz(c.vocab), LBT = L * BT;
+  void lay_out(const Config& c, int seq, std::size_t BT, const PhaseLayout& phases, const Size& size) {
+    const std::size_t LBT = sz(c.layers) * BT, C = sz(c.dim);
     size(atty, LBT * C);
-    size(lnf, BT * C);
-    size(ln, BT * C);
-    size(fch_gelu, BT * 4 * C);
     size(attention, layers::attention_operand_scratch_size(seq, c.dim, c.heads));
+    size(phase, phases.op_size);
     if constexpr (!std::is_same_v<Op, float>) {
       size(qkv, LBT * 3 * C);
-      size(dout, BT * 4 * C);
-      size(dlogits, head_chunk * V);
       size(fch, LBT * 4 * C);
     }
   }
@@ -181,7 +202,7 @@ struct Operands {
 
   std::size_t bytes() const {
     std::size_t n = 0;
-    for (const auto* v : {&atty, &lnf, &ln, &fch_gelu, &attention, &qkv, &dout, &dlogits, &fch}) n += v->size();
+    for (const auto* v : {&atty, &attention, &phase, &qkv, &fch}) n += v->size();
     return n * sizeof(Op);
   }
 };
@@ -192,14 +213,17 @@ struct Workspace::Buffers {
   std::size_t max_bt;
   int head_chunk;  // rows of the LM head's chunk (layers::lm_head_chunk_rows)
   Precision precision;
+  PhaseLayout phases;
   // f32 activations; per-layer arrays are [layers][max size of one layer].
-  // att_lse: attention's per-row log-sum-exp, (B,NH,T) per layer; logits:
-  // one chunk of the LM head's rows.
-  std::vector<float> encoded, ln1_mean, ln1_rstd, qkv, att_lse, res2, ln2_mean, ln2_rstd, fch, res3, lnf_mean,
-      lnf_rstd, logits;
+  // att_lse: attention's per-row log-sum-exp, (B,NH,T) per layer. res2 (the
+  // residual after attention) is not kept: the backward recomputes it from
+  // the layer's input and atty (one C x C product, 1/36 of a layer's work)
+  // into the phase array.
+  std::vector<float> encoded, ln1_mean, ln1_rstd, qkv, att_lse, ln2_mean, ln2_rstd, fch, res3, lnf_mean, lnf_rstd;
   // gradients of activations, reused by every layer
-  std::vector<float> dres, dbig, dsmall;
+  std::vector<float> dres, dsmall;
   std::vector<float> attention_scratch;  // forward and backward, reused by every layer
+  std::vector<float> phase;              // see PhaseLayout
   Operands<float> f32;                   // sized in fp32 workspaces only
   Operands<kernels::bf16> bf16;          // sized in bf16 workspaces only
   std::vector<std::int32_t> tokens, targets;
@@ -208,53 +232,68 @@ struct Workspace::Buffers {
 
   // allocate false: nothing is allocated, planned counts what would be.
   Buffers(const Config& c, int batch, int seq, Precision p, bool allocate = true)
-      : cfg(c), max_batch(batch), max_seq(seq), precision(p) {
+      : cfg(c),
+        max_batch(batch),
+        max_seq(seq),
+        max_bt(sz(batch) * sz(seq)),
+        head_chunk(layers::lm_head_chunk_rows(batch * seq, c.vocab)),
+        precision(p),
+        phases(c, max_bt, sz(head_chunk), p == Precision::bf16) {
     const auto size = [&](auto& v, std::size_t n) {
       planned += n * sizeof(v[0]);
       if (allocate) v.resize(n);
     };
-    max_bt = sz(batch) * sz(seq);
-    head_chunk = layers::lm_head_chunk_rows(batch * seq, c.vocab);
-    const std::size_t L = sz(c.layers), C = sz(c.dim), V = sz(c.vocab);
+    const std::size_t L = sz(c.layers), C = sz(c.dim);
     const std::size_t BT = max_bt, LBT = L * BT;
     size(encoded, BT * C);
     size(ln1_mean, LBT);
     size(ln1_rstd, LBT);
-    // bf16 attention reads its bf16 copy (Operands::qkv): the f32 product is
-    // one layer's only, and shares fch's array (see qkv_of)
+    // bf16 keeps qkv and GELU's input in bf16 (Operands); their f32
+    // products are one layer's only, in the phase array (see product_of)
     size(qkv, p == Precision::bf16 ? 0 : LBT * 3 * C);
     size(att_lse, L * layers::attention_kept_size(batch, seq, c.heads));
-    size(res2, LBT * C);
     size(ln2_mean, LBT);
     size(ln2_rstd, LBT);
-    // bf16 keeps GELU's input in bf16 (Operands::fch): the f32 one is one layer's only
-    size(fch, (p == Precision::bf16 ? BT : LBT) * 4 * C);
+    size(fch, p == Precision::bf16 ? 0 : LBT * 4 * C);
     size(res3, LBT * C);
     size(lnf_mean, BT);
     size(lnf_rstd, BT);
-    size(logits, sz(head_chunk) * V);
     size(dres, BT * C);
-    size(dbig, BT * 4 * C);
     size(dsmall, BT * C);
     size(attention_scratch, layers::attention_scratch_size(seq, c.dim, c.heads));
+    size(phase, phases.f32_size);
     if (p == Precision::bf16) {
-      bf16.lay_out(c, seq, BT, sz(head_chunk), size);
+      bf16.lay_out(c, seq, BT, phases, size);
     } else {
-      f32.lay_out(c, seq, BT, sz(head_chunk), size);
+      f32.lay_out(c, seq, BT, phases, size);
     }
     size(tokens, BT);
     size(targets, BT);
   }
 
   // Layer l's f32 qkv and c_fc products. bf16 workspaces keep the layers'
-  // values in bf16 (Operands) and these f32 products one layer's at a time,
-  // in one array: a layer's qkv is converted before its c_fc product.
+  // values in bf16 (Operands) and these f32 products one at a time, at the
+  // start of the phase array: a layer's qkv is converted before its c_fc product.
   float* qkv_of(std::size_t layer) {
-    return precision == Precision::bf16 ? fch.data() : qkv.data() + layer * max_bt * 3 * sz(cfg.dim);
+    return precision == Precision::bf16 ? phase.data() : qkv.data() + layer * max_bt * 3 * sz(cfg.dim);
   }
   float* fch_of(std::size_t layer) {
-    return fch.data() + (precision == Precision::bf16 ? 0 : layer * max_bt * 4 * sz(cfg.dim));
+    return precision == Precision::bf16 ? phase.data() : fch.data() + layer * max_bt * 4 * sz(cfg.dim);
   }
+  // The phase array's parts (PhaseLayout).
+  float* dbig() { return phase.data(); }
+  float* res2() { return phase.data() + phases.res2; }
+  float* logits() { return phase.data(); }
+  template <class Op>
+  Op* ln() { return operands<Op>().phase.data(); }
+  template <class Op>
+  Op* lnf() { return operands<Op>().phase.data(); }
+  template <class Op>
+  Op* fch_gelu() { return operands<Op>().phase.data() + phases.fch_gelu; }
+  template <class Op>
+  Op* dout() { return operands<Op>().phase.data() + phases.dout; }
+  template <class Op>
+  Op* dlogits() { return operands<Op>().phase.data() + phases.dlogits; }
 
   template <class Op>
   Operands<Op>& operands() {
@@ -267,8 +306,8 @@ struct Workspace::Buffers {
 
   std::size_t bytes() const {
     std::size_t n = 0;
-    for (const auto* v : {&encoded, &ln1_mean, &ln1_rstd, &qkv, &att_lse, &res2, &ln2_mean, &ln2_rstd, &fch, &res3,
-                          &lnf_mean, &lnf_rstd, &logits, &dres, &dbig, &dsmall, &attention_scratch})
+    for (const auto* v : {&encoded, &ln1_mean, &ln1_rstd, &qkv, &att_lse, &ln2_mean, &ln2_rstd, &fch, &res3, &lnf_mean,
+                          &lnf_rstd, &dres, &dsmall, &attention_scratch, &phase})
       n += v->size() * sizeof(float);
     return n + f32.bytes() + bf16.bytes() + (tokens.size() + targets.size()) * sizeof(std::int32_t);
   }
@@ -378,12 +417,12 @@ float forward_pass(const ParamLayout& layout, const float* params, const Op* mat
   for (int l = 0; l < cfg.layers; ++l) {
     const ParamLayout::Block& p = layout.block(l);
     const std::size_t L = sz(l);
-    Op* ln = op.ln.data();  // ln_1's output, then ln_2's
+    Op* ln = w.ln<Op>();  // ln_1's output, then ln_2's
     float* qkv = w.qkv_of(L);
     Op* atty = op.atty.data() + L * act;
-    float* res2 = w.res2.data() + L * act;
+    float* res2 = w.res2();
     float* fch = w.fch_of(L);
-    Op* fch_gelu = op.fch_gelu.data();
+    Op* fch_gelu = w.fch_gelu<Op>();
     float* res3 = w.res3.data() + L * act;
     layers::layernorm_forward(ln, w.ln1_mean.data() + L * stats, w.ln1_rstd.data() + L * stats, residual,
                               params + p.ln1_w, params + p.ln1_b, N, C);
@@ -402,14 +441,15 @@ float forward_pass(const ParamLayout& layout, const float* params, const Op* mat
     layers::matmul_forward(res3, fch_gelu, mats + p.fc_proj_w, params + p.fc_proj_b, res2, N, 4 * C, C);
     residual = res3;
   }
-  layers::layernorm_forward(op.lnf.data(), w.lnf_mean.data(), w.lnf_rstd.data(), residual,
-                            params + layout.lnf_w(), params + layout.lnf_b(), N, C);
+  Op* lnf = w.lnf<Op>();
+  layers::layernorm_forward(lnf, w.lnf_mean.data(), w.lnf_rstd.data(), residual, params + layout.lnf_w(),
+                            params + layout.lnf_b(), N, C);
   if (logits_out) {
-    layers::lm_head_forward(logits_out, op.lnf.data(), mats + layout.wte(), N, C, V);
+    layers::lm_head_forward(logits_out, lnf, mats + layout.wte(), N, C, V);
     return 0.0f;
   }
   // Training runs the head's backward while each chunk's logits are at hand: computed once, not again later.
-  return layers::lm_head_loss(w.logits.data(), op.dlogits.data(), op.lnf.data(), mats + layout.wte(), w.targets.data(),
+  return layers::lm_head_loss(w.logits(), w.dlogits<Op>(), lnf, mats + layout.wte(), w.targets.data(),
                               N, C, V, w.head_chunk, head ? head->scale / static_cast<float>(N) : 0.0f,
                               w.dsmall.data(), head ? head->grad + layout.wte() : nullptr, head && !head->overwrite);
 }
@@ -472,8 +512,8 @@ void backward_pass(const ParamLayout& layout, const float* params, const Op* mat
   const bool acc = !overwrite;
   const std::size_t act = w.max_bt * sz(C), stats = w.max_bt;
   const std::size_t lse_stride = layers::attention_kept_size(w.max_batch, w.max_seq, NH);
-  // An f32 gradient in the operand type, for the products (bf16: converted into op.dout).
-  const auto operand = [&](const float* g, std::size_t n) { return layers::as_operand(g, op.dout.data(), n); };
+  // An f32 gradient in the operand type, for the products (bf16: converted into the phase array).
+  const auto operand = [&](const float* g, std::size_t n) { return layers::as_operand(g, w.dout<Op>(), n); };
 
   float* dres = w.dres.data();
   std::fill(dres, dres + sz(N) * sz(C), 0.0f);
@@ -486,16 +526,17 @@ void backward_pass(const ParamLayout& layout, const float* params, const Op* mat
     const float* residual = l == 0 ? w.encoded.data() : w.res3.data() + (L - 1) * act;
     const float* qkv = w.qkv_of(L);
     const Op* atty = op.atty.data() + L * act;
-    const float* res2 = w.res2.data() + L * act;
+    float* res2 = w.res2();
     const Op* gelu_input = op.gelu_input(w.fch_of(L), L, act * 4);
     float* ln1_mean = w.ln1_mean.data() + L * stats, *ln1_rstd = w.ln1_rstd.data() + L * stats;
     float* ln2_mean = w.ln2_mean.data() + L * stats, *ln2_rstd = w.ln2_rstd.data() + L * stats;
-    Op* ln = op.ln.data();
-    Op* fch_gelu = op.fch_gelu.data();
-    float* dbig = w.dbig.data();
+    Op* ln = w.ln<Op>();
+    Op* fch_gelu = w.fch_gelu<Op>();
+    float* dbig = w.dbig();
     float* dsmall = w.dsmall.data();
     const std::size_t small = sz(N) * sz(C), big = 4 * small;
-    // ln_2's and GELU's outputs again (the same values: stats rewritten as they were)
+    // res2, ln_2's and GELU's outputs again (the same products and values: stats rewritten as they were)
+    layers::matmul_forward(res2, atty, mats + p.attn_proj_w, params + p.attn_proj_b, residual, N, C, C);
     layers::layernorm_forward(ln, ln2_mean, ln2_rstd, res2, params + p.ln2_w, params + p.ln2_b, N, C);
     layers::gelu_forward(fch_gelu, gelu_input, big);
     // dres holds d(res3); the MLP branch and ln_2 add d(res2) into it.
