@@ -137,7 +137,8 @@ void init_params(const ParamLayout& layout, float* params, std::uint64_t seed) {
 // Offsets into the phase arrays, in elements of their type.
 struct PhaseLayout {
   // f32: a layer's f32 product (bf16 workspaces convert it into what they
-  // keep) in the forward or dbig in the backward, then res2; or the head's logits.
+  // keep) in the forward or dbig in the backward, then (bf16) res2; or the
+  // head's logits.
   std::size_t res2, f32_size;
   // Operand type: ln_1 or ln_2, then GELU's output, then (bf16) an f32
   // gradient converted for the products; or the head's lnf, then (bf16) its
@@ -147,7 +148,7 @@ struct PhaseLayout {
   PhaseLayout(const Config& c, std::size_t BT, std::size_t head_chunk, bool bf16) {
     const std::size_t C = sz(c.dim), head_logits = head_chunk * sz(c.vocab);
     res2 = BT * 4 * C;
-    f32_size = std::max(res2 + BT * C, head_logits);
+    f32_size = std::max(res2 + (bf16 ? BT * C : 0), head_logits);
     fch_gelu = BT * C;
     dout = fch_gelu + BT * 4 * C;
     dlogits = BT * C;
@@ -215,11 +216,15 @@ struct Workspace::Buffers {
   Precision precision;
   PhaseLayout phases;
   // f32 activations; per-layer arrays are [layers][max size of one layer].
-  // att_lse: attention's per-row log-sum-exp, (B,NH,T) per layer. res2 (the
-  // residual after attention) is not kept: the backward recomputes it from
-  // the layer's input and atty (one C x C product, 1/36 of a layer's work)
-  // into the phase array.
-  std::vector<float> encoded, ln1_mean, ln1_rstd, qkv, att_lse, ln2_mean, ln2_rstd, fch, res3, lnf_mean, lnf_rstd;
+  // att_lse: attention's per-row log-sum-exp, (B,NH,T) per layer. res2, the
+  // residual after attention, is kept by fp32 workspaces only: bf16 ones
+  // recompute it in the backward from the layer's input and atty (one C x C
+  // product, 1/36 of a layer's work) into the phase array. That saves 144
+  // MiB per lane of GPT-2 124M at 4 x 1024 tokens, which bf16's memory
+  // target needs, and costs bf16 nothing measurable on small or medium; fp32
+  // ran 2-5% slower with it (docs/BENCHMARKS.md, section 8).
+  std::vector<float> encoded, ln1_mean, ln1_rstd, qkv, att_lse, res2, ln2_mean, ln2_rstd, fch, res3, lnf_mean,
+      lnf_rstd;
   // gradients of activations, reused by every layer
   std::vector<float> dres, dsmall;
   std::vector<float> attention_scratch;  // forward and backward, reused by every layer
@@ -252,6 +257,7 @@ struct Workspace::Buffers {
     // products are one layer's only, in the phase array (see product_of)
     size(qkv, p == Precision::bf16 ? 0 : LBT * 3 * C);
     size(att_lse, L * layers::attention_kept_size(batch, seq, c.heads));
+    size(res2, recomputes_res2() ? 0 : LBT * C);
     size(ln2_mean, LBT);
     size(ln2_rstd, LBT);
     size(fch, p == Precision::bf16 ? 0 : LBT * 4 * C);
@@ -282,7 +288,10 @@ struct Workspace::Buffers {
   }
   // The phase array's parts (PhaseLayout).
   float* dbig() { return phase.data(); }
-  float* res2() { return phase.data() + phases.res2; }
+  bool recomputes_res2() const { return precision == Precision::bf16; }
+  float* res2_of(std::size_t layer) {
+    return recomputes_res2() ? phase.data() + phases.res2 : res2.data() + layer * max_bt * sz(cfg.dim);
+  }
   float* logits() { return phase.data(); }
   template <class Op>
   Op* ln() { return operands<Op>().phase.data(); }
@@ -306,8 +315,8 @@ struct Workspace::Buffers {
 
   std::size_t bytes() const {
     std::size_t n = 0;
-    for (const auto* v : {&encoded, &ln1_mean, &ln1_rstd, &qkv, &att_lse, &ln2_mean, &ln2_rstd, &fch, &res3, &lnf_mean,
-                          &lnf_rstd, &dres, &dsmall, &attention_scratch, &phase})
+    for (const auto* v : {&encoded, &ln1_mean, &ln1_rstd, &qkv, &att_lse, &res2, &ln2_mean, &ln2_rstd, &fch, &res3,
+                          &lnf_mean, &lnf_rstd, &dres, &dsmall, &attention_scratch, &phase})
       n += v->size() * sizeof(float);
     return n + f32.bytes() + bf16.bytes() + (tokens.size() + targets.size()) * sizeof(std::int32_t);
   }
@@ -420,7 +429,7 @@ float forward_pass(const ParamLayout& layout, const float* params, const Op* mat
     Op* ln = w.ln<Op>();  // ln_1's output, then ln_2's
     float* qkv = w.qkv_of(L);
     Op* atty = op.atty.data() + L * act;
-    float* res2 = w.res2();
+    float* res2 = w.res2_of(L);
     float* fch = w.fch_of(L);
     Op* fch_gelu = w.fch_gelu<Op>();
     float* res3 = w.res3.data() + L * act;
@@ -526,7 +535,7 @@ void backward_pass(const ParamLayout& layout, const float* params, const Op* mat
     const float* residual = l == 0 ? w.encoded.data() : w.res3.data() + (L - 1) * act;
     const float* qkv = w.qkv_of(L);
     const Op* atty = op.atty.data() + L * act;
-    float* res2 = w.res2();
+    float* res2 = w.res2_of(L);
     const Op* gelu_input = op.gelu_input(w.fch_of(L), L, act * 4);
     float* ln1_mean = w.ln1_mean.data() + L * stats, *ln1_rstd = w.ln1_rstd.data() + L * stats;
     float* ln2_mean = w.ln2_mean.data() + L * stats, *ln2_rstd = w.ln2_rstd.data() + L * stats;
@@ -535,8 +544,9 @@ void backward_pass(const ParamLayout& layout, const float* params, const Op* mat
     float* dbig = w.dbig();
     float* dsmall = w.dsmall.data();
     const std::size_t small = sz(N) * sz(C), big = 4 * small;
-    // res2, ln_2's and GELU's outputs again (the same products and values: stats rewritten as they were)
-    layers::matmul_forward(res2, atty, mats + p.attn_proj_w, params + p.attn_proj_b, residual, N, C, C);
+    // res2 (bf16), ln_2's and GELU's outputs again (the same products and values: stats rewritten as they were)
+    if (w.recomputes_res2())
+      layers::matmul_forward(res2, atty, mats + p.attn_proj_w, params + p.attn_proj_b, residual, N, C, C);
     layers::layernorm_forward(ln, ln2_mean, ln2_rstd, res2, params + p.ln2_w, params + p.ln2_b, N, C);
     layers::gelu_forward(fch_gelu, gelu_input, big);
     // dres holds d(res3); the MLP branch and ln_2 add d(res2) into it.
