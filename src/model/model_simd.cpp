@@ -26,20 +26,27 @@ using VF = hn::Vec<DF>;
 constexpr float kGeluScale = 0.7978845608028654f;  // sqrt(2/pi)
 constexpr float kGeluCubic = 0.044715f;
 
-HWY_INLINE VF TanhArg(DF d, VF x) {
+// GELU through 0.5 (1 + tanh(u)) = 1 / (1 + exp(-2u)): one Exp and one
+// division per vector, where Highway's Tanh runs Expm1 and a division plus
+// its own selects. Returns exp(-2u) for u = sqrt(2/pi) (x + 0.044715 x^3),
+// the argument clamped to +-88 so that it stays finite (GELU is x or 0 to
+// float precision well before that).
+HWY_INLINE VF ExpMinusTwoU(DF d, VF x) {
   const VF x2 = hn::Mul(x, x);
-  return hn::Mul(hn::Mul(hn::Set(d, kGeluScale), x), hn::MulAdd(hn::Set(d, kGeluCubic), x2, hn::Set(d, 1.0f)));
+  const VF minus_2u =
+      hn::Mul(hn::Mul(hn::Set(d, -2.0f * kGeluScale), x), hn::MulAdd(hn::Set(d, kGeluCubic), x2, hn::Set(d, 1.0f)));
+  const VF limit = hn::Set(d, 88.0f);
+  return hn::Exp(d, hn::Min(hn::Max(minus_2u, hn::Neg(limit)), limit));
 }
 
 void GeluForward(float* HWY_RESTRICT out, const float* HWY_RESTRICT inp, std::size_t n) {
   const DF d;
   const std::size_t N = hn::Lanes(d);
-  const VF half = hn::Set(d, 0.5f), one = hn::Set(d, 1.0f);
+  const VF one = hn::Set(d, 1.0f);
   std::size_t i = 0;
   for (; i + N <= n; i += N) {
     const VF x = hn::LoadU(d, inp + i);
-    const VF th = hn::Tanh(d, TanhArg(d, x));
-    hn::StoreU(hn::Mul(hn::Mul(half, x), hn::Add(one, th)), d, out + i);
+    hn::StoreU(hn::Div(x, hn::Add(one, ExpMinusTwoU(d, x))), d, out + i);
   }
   if (i < n) scalar_model_kernels().gelu_forward(out + i, inp + i, n - i);
 }
@@ -47,16 +54,15 @@ void GeluForward(float* HWY_RESTRICT out, const float* HWY_RESTRICT inp, std::si
 void GeluBackward(float* dinp, const float* HWY_RESTRICT inp, const float* dout, std::size_t n) {
   const DF d;
   const std::size_t N = hn::Lanes(d);
-  const VF half = hn::Set(d, 0.5f), one = hn::Set(d, 1.0f), scale = hn::Set(d, kGeluScale),
-           cubic3 = hn::Set(d, 3.0f * kGeluCubic);
+  const VF one = hn::Set(d, 1.0f), scale2 = hn::Set(d, 2.0f * kGeluScale), cubic3 = hn::Set(d, 3.0f * kGeluCubic);
   std::size_t i = 0;
   for (; i + N <= n; i += N) {
     const VF x = hn::LoadU(d, inp + i);
-    const VF th = hn::Tanh(d, TanhArg(d, x));
-    const VF dtanh = hn::Mul(scale, hn::MulAdd(cubic3, hn::Mul(x, x), one));
-    // 0.5 (1 + th) + 0.5 x (1 - th^2) dtanh
-    const VF sech2 = hn::NegMulAdd(th, th, one);
-    const VF grad = hn::Mul(half, hn::MulAdd(hn::Mul(x, sech2), dtanh, hn::Add(one, th)));
+    const VF e = ExpMinusTwoU(d, x);
+    const VF s = hn::Div(one, hn::Add(one, e));  // 0.5 (1 + tanh u); 1 - s = e s
+    const VF du2 = hn::Mul(scale2, hn::MulAdd(cubic3, hn::Mul(x, x), one));  // d(2u)/dx
+    // s + x s (1 - s) d(2u)/dx
+    const VF grad = hn::Mul(s, hn::MulAdd(hn::Mul(x, hn::Mul(e, s)), du2, one));
     hn::StoreU(hn::Mul(hn::LoadU(d, dout + i), grad), d, dinp + i);
   }
   if (i < n) scalar_model_kernels().gelu_backward(dinp + i, inp + i, dout + i, n - i);
