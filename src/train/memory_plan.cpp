@@ -77,13 +77,17 @@ MemoryPlan plan_training_memory(const model::Config& config, std::size_t lane_ro
   // One gradient buffer per lane; the reduced gradient is summed into one of them.
   plan.parts.push_back({"grads", lanes, f32});
   plan.parts.push_back({"workspaces", lanes, model::Workspace::planned_bytes(config, static_cast<int>(lane_rows), seq, precision)});
-  // An allowance for what glibc keeps of the GEMM library's freed packing
-  // buffers in each thread's arena (oneDNN 2.6's AVX2 sgemm; little on
-  // AVX-512): 1.5 x the MLP's (rows*T, 4d) f32 activation per lane, which
+  // fp32: an allowance for what glibc keeps of the GEMM library's freed
+  // packing buffers in each thread's arena (oneDNN 2.6's AVX2 sgemm; little
+  // on AVX-512): 1.5 x the MLP's (rows*T, 4d) f32 activation per lane, which
   // covers the runs of the memory-plan test on Zen 3 but not every shape
-  // (docs/BENCHMARKS.md, section 6, has one it undercounts by 12%).
-  const std::size_t widest = lane_rows * static_cast<std::size_t>(seq) * 4 * config.dim;
-  plan.parts.push_back({"gemm scratch", lanes, widest * sizeof(float) * 3 / 2});
+  // (docs/BENCHMARKS.md, section 6, has one it undercounts by 12%). bf16
+  // products run on oneDNN matmul primitives instead, whose scratchpad is
+  // one per thread and under 1 MiB for GPT-2 124M's shapes.
+  if (precision == model::Precision::fp32) {
+    const std::size_t widest = lane_rows * static_cast<std::size_t>(seq) * 4 * config.dim;
+    plan.parts.push_back({"gemm scratch", lanes, widest * sizeof(float) * 3 / 2});
+  }
   const std::size_t kv = 2 * static_cast<std::size_t>(config.layers) * config.context * config.dim;
   plan.parts.push_back({"sampling", 1, (kv + static_cast<std::size_t>(config.vocab)) * sizeof(float)});
   return plan;

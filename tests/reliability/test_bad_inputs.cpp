@@ -355,7 +355,7 @@ std::vector<BadInput> bad_inputs() {
       {"--heads not dividing --dim", train_with({"--heads", "3"}), {"heads", "3"}},
       // Configs that cannot fit: refused by the memory plan before any large
       // allocation (before, the kernel's OOM killer or std::bad_alloc).
-      {"--batch 1000000 (memory)", train_with({"--batch", "1000000"}), {"memory: the run needs", "workspaces", "--batch"}},
+      {"--batch 10^7 (memory)", train_with({"--batch", "10000000"}), {"memory: the run needs", "workspaces", "--batch"}},
       {"--layers 8 --dim 4096 (memory)", train_with({"--layers", "8", "--dim", "4096", "--heads", "8"}),
        {"memory: the run needs", "available"}},
       // Memory is linear in T since flash attention and the chunked head: 0.5 GiB planned, and then the corpus is too short.
