@@ -116,6 +116,20 @@ void gemm_bf16(const GemmShape& s, const bf16* a, const bf16* b, float* c) {
 #endif
 }
 
+void gemm_bf16_rounded(const GemmShape& s, const bf16* a, const bf16* b, const float* bias, bf16* c) {
+  assert(well_formed(s));
+  if (s.alpha != 1.0f || s.beta != 0.0f)
+    throw std::invalid_argument("gemm_bf16_rounded: alpha = " + std::to_string(s.alpha) + ", beta = " +
+                                std::to_string(s.beta) + ", expected 1 and 0");
+  if (s.m == 0 || s.n == 0) return;
+  if (s.k == 0) return gemm_bf16_rounded_naive(s, a, b, bias, c);
+#if CLLM_HAVE_ONEDNN
+  detail::gemm_bf16_rounded_onednn(s, a, b, bias, c);
+#else
+  throw std::invalid_argument("bf16 products need oneDNN, which this build of cllm was configured without");
+#endif
+}
+
 bool lock_free_products_available() {
 #if CLLM_HAVE_ONEDNN
   static const bool available = detail::onednn_has_brgemm();

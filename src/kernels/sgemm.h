@@ -61,6 +61,14 @@ GemmBackend parse_gemm_backend(std::string_view text, std::string_view what = "C
 void gemm_bf16(const GemmShape& s, const bf16* a, const bf16* b, float* c);
 // The oracle: the operands widened to float, then sgemm_naive's loop.
 void gemm_bf16_naive(const GemmShape& s, const bf16* a, const bf16* b, float* c);
+// For a layer whose output only feeds products (qkv, c_fc): C (bf16) =
+// op(A) @ op(B) + bias, the bias (n floats, or null) added to the f32
+// accumulators and the sum rounded to bf16 (nearest even) once, inside the
+// kernel, so no f32 C is written and read back. alpha must be 1 and beta 0
+// (std::invalid_argument otherwise, or without oneDNN).
+void gemm_bf16_rounded(const GemmShape& s, const bf16* a, const bf16* b, const float* bias, bf16* c);
+// The oracle: gemm_bf16_naive's sum plus the bias, rounded.
+void gemm_bf16_rounded_naive(const GemmShape& s, const bf16* a, const bf16* b, const float* bias, bf16* c);
 
 // Whether the CPU multiplies bf16 natively, as oneDNN sees it (its
 // ONEDNN_MAX_CPU_ISA limit included, which is how tests simulate a CPU

@@ -1,5 +1,7 @@
 #include "kernels/sgemm.h"
 
+#include <vector>
+
 namespace cllm::kernels {
 namespace {
 
@@ -28,5 +30,16 @@ void naive_product(const GemmShape& s, const T* a, const T* b, float* c) {
 void sgemm_naive(const GemmShape& s, const float* a, const float* b, float* c) { naive_product(s, a, b, c); }
 
 void gemm_bf16_naive(const GemmShape& s, const bf16* a, const bf16* b, float* c) { naive_product(s, a, b, c); }
+
+void gemm_bf16_rounded_naive(const GemmShape& s, const bf16* a, const bf16* b, const float* bias, bf16* c) {
+  std::vector<float> row(static_cast<std::size_t>(s.n));
+  GemmShape one_row = s;
+  one_row.m = 1;
+  one_row.ldc = s.n;
+  for (int i = 0; i < s.m; ++i) {
+    naive_product(one_row, s.trans_a ? a + i : a + static_cast<std::size_t>(i) * s.lda, b, row.data());
+    for (int j = 0; j < s.n; ++j) c[static_cast<std::size_t>(i) * s.ldc + j] = to_bf16(row[j] + (bias ? bias[j] : 0.0f));
+  }
+}
 
 }  // namespace cllm::kernels

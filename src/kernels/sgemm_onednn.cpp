@@ -83,9 +83,11 @@ void call_dnnl_sgemm(const GemmShape& s, const float* a, const float* b, float* 
 // Everything a product's kernel depends on; the pointers are not part of it.
 struct ShapeKey {
   GemmShape s;
-  dnnl::memory::data_type operands;  // of A and B; C is always f32
+  dnnl::memory::data_type operands;  // of A and B
+  dnnl::memory::data_type result = dnnl::memory::data_type::f32;  // of C
+  bool bias = false;                                               // a bias row added before C is written
   bool operator==(const ShapeKey& o) const {
-    return operands == o.operands && s.trans_a == o.s.trans_a && s.trans_b == o.s.trans_b && s.m == o.s.m && s.n == o.s.n &&
+    return operands == o.operands && result == o.result && bias == o.bias && s.trans_a == o.s.trans_a && s.trans_b == o.s.trans_b && s.m == o.s.m && s.n == o.s.n &&
            s.k == o.s.k && s.lda == o.s.lda && s.ldb == o.s.ldb && s.ldc == o.s.ldc &&
            std::memcmp(&s.alpha, &o.s.alpha, sizeof(float)) == 0 &&
            std::memcmp(&s.beta, &o.s.beta, sizeof(float)) == 0;
@@ -96,7 +98,8 @@ struct ShapeHash {
   std::size_t operator()(const ShapeKey& key) const {
     const GemmShape& s = key.s;
     std::size_t h = static_cast<std::size_t>(s.trans_a) | static_cast<std::size_t>(s.trans_b) << 1 |
-                    static_cast<std::size_t>(key.operands) << 2;
+                    static_cast<std::size_t>(key.bias) << 2 | static_cast<std::size_t>(key.operands) << 3 |
+                    static_cast<std::size_t>(key.result) << 11;
     for (int v : {s.m, s.n, s.k, s.lda, s.ldb, s.ldc}) h = h * 1000003u ^ static_cast<std::size_t>(v);
     std::uint32_t bits[2];
     std::memcpy(&bits[0], &s.alpha, sizeof(float));
@@ -119,7 +122,7 @@ dnnl::memory::desc matrix_desc(int rows, int cols, int ld, bool transposed, dnnl
 // objects and scratchpad.
 struct SharedProduct {
   dnnl::matmul primitive;  // f32 empty: no brgemm kernel for the shape, use dnnl_sgemm
-  dnnl::memory::desc a, b, c, scratchpad;
+  dnnl::memory::desc a, b, c, bias, scratchpad;
 };
 
 class SharedProducts {
@@ -186,7 +189,8 @@ class SharedProducts {
     auto p = std::make_unique<SharedProduct>();
     p->a = matrix_desc(s.trans_a ? s.k : s.m, s.trans_a ? s.m : s.k, s.lda, s.trans_a, key.operands);
     p->b = matrix_desc(s.trans_b ? s.n : s.k, s.trans_b ? s.k : s.n, s.ldb, s.trans_b, key.operands);
-    p->c = matrix_desc(s.m, s.n, s.ldc, false, dnnl::memory::data_type::f32);
+    p->c = matrix_desc(s.m, s.n, s.ldc, false, key.result);
+    if (key.bias) p->bias = matrix_desc(1, s.n, s.n, false, dnnl::memory::data_type::f32);
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);  // the thread's, sized once: no allocation per call
     if (s.alpha != 1.0f) attr.set_output_scales(0, {s.alpha});
@@ -197,7 +201,9 @@ class SharedProducts {
     }
     const bool bf16 = key.operands == dnnl::memory::data_type::bf16;
     try {
-      const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(p->a, p->b, p->c), attr, engine_);
+      const dnnl::matmul::desc desc = key.bias ? dnnl::matmul::desc(p->a, p->b, p->bias, p->c)
+                                               : dnnl::matmul::desc(p->a, p->b, p->c);
+      const dnnl::matmul::primitive_desc pd(desc, attr, engine_);
       // bf16 takes whichever kernel oneDNN has (there is no dnnl_sgemm to fall back on)
       if (!bf16 && !std::string_view(pd.impl_info_str()).starts_with("brg")) return p;
       p->primitive = dnnl::matmul(pd);
@@ -223,37 +229,43 @@ class ThreadProducts {
  public:
   ThreadProducts() : stream_(SharedProducts::instance().engine()) {}
 
-  // Runs the product with f32 or bf16 operands a and b (as key.operands says).
-  void run(const ShapeKey& key, const void* a, const void* b, float* c) {
+  // Runs the product with f32 or bf16 operands a and b and result c (as key
+  // says), and with key.bias the bias row.
+  void run(const ShapeKey& key, const void* a, const void* b, void* c, const float* bias = nullptr) {
     const GemmShape& s = key.s;
     auto found = products_.find(key);
     if (found == products_.end()) found = products_.emplace(key, bind(SharedProducts::instance().get(key))).first;
     Product& p = found->second;
-    if (!p.shared->primitive) return call_dnnl_sgemm(s, static_cast<const float*>(a), static_cast<const float*>(b), c);
+    if (!p.shared->primitive)
+      return call_dnnl_sgemm(s, static_cast<const float*>(a), static_cast<const float*>(b), static_cast<float*>(c));
     // The C API: the C++ execute() builds an std::unordered_map per call.
     check(dnnl_memory_set_data_handle(p.a.get(), const_cast<void*>(a)), "set_data_handle", s);
     check(dnnl_memory_set_data_handle(p.b.get(), const_cast<void*>(b)), "set_data_handle", s);
     check(dnnl_memory_set_data_handle(p.c.get(), c), "set_data_handle", s);
+    if (key.bias) check(dnnl_memory_set_data_handle(p.bias.get(), const_cast<float*>(bias)), "set_data_handle", s);
     const dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, p.a.get()},
                                     {DNNL_ARG_WEIGHTS, p.b.get()},
                                     {DNNL_ARG_DST, p.c.get()},
-                                    {DNNL_ARG_SCRATCHPAD, scratchpad_.get()}};
-    check(dnnl_primitive_execute(p.shared->primitive.get(), stream_.get(), 4, args), "matmul execute", s);
+                                    {DNNL_ARG_SCRATCHPAD, scratchpad_.get()},
+                                    {DNNL_ARG_BIAS, key.bias ? p.bias.get() : nullptr}};
+    check(dnnl_primitive_execute(p.shared->primitive.get(), stream_.get(), key.bias ? 5 : 4, args), "matmul execute",
+          s);
   }
 
  private:
   struct Product {
     const SharedProduct* shared;
-    dnnl::memory a, b, c;
+    dnnl::memory a, b, c, bias;
   };
 
   Product bind(const SharedProduct& shared) {
-    Product p{&shared, {}, {}, {}};
+    Product p{&shared, {}, {}, {}, {}};
     if (!shared.primitive) return p;
     const dnnl::engine& engine = SharedProducts::instance().engine();
     p.a = dnnl::memory(shared.a, engine, DNNL_MEMORY_NONE);
     p.b = dnnl::memory(shared.b, engine, DNNL_MEMORY_NONE);
     p.c = dnnl::memory(shared.c, engine, DNNL_MEMORY_NONE);
+    if (shared.bias.get_size() > 0) p.bias = dnnl::memory(shared.bias, engine, DNNL_MEMORY_NONE);
     const std::size_t bytes = std::max<std::size_t>(shared.scratchpad.get_size(), 1);
     if (!scratchpad_ || bytes > scratchpad_.get_desc().get_size()) {
       const dnnl::memory::dims size{static_cast<dnnl::memory::dim>(bytes)};
@@ -305,6 +317,12 @@ void sgemm_onednn(const GemmShape& s, const float* a, const float* b, float* c) 
 void gemm_bf16_onednn(const GemmShape& s, const bf16* a, const bf16* b, float* c) {
   use_one_openmp_thread();
   thread_products().run(ShapeKey{s, dnnl::memory::data_type::bf16}, a, b, c);
+}
+
+void gemm_bf16_rounded_onednn(const GemmShape& s, const bf16* a, const bf16* b, const float* bias, bf16* c) {
+  use_one_openmp_thread();
+  const ShapeKey key{s, dnnl::memory::data_type::bf16, dnnl::memory::data_type::bf16, bias != nullptr};
+  thread_products().run(key, a, b, c, bias);
 }
 
 bool onednn_has_brgemm() {

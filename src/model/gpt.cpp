@@ -136,9 +136,7 @@ void init_params(const ParamLayout& layout, float* params, std::uint64_t seed) {
 // of logits and their bf16 copy are the layers' 114 MiB of scratch too).
 // Offsets into the phase arrays, in elements of their type.
 struct PhaseLayout {
-  // f32: a layer's f32 product (bf16 workspaces convert it into what they
-  // keep) in the forward or dbig in the backward, then (bf16) res2; or the
-  // head's logits.
+  // f32: dbig in a layer's backward, then (bf16) res2; or the head's logits.
   std::size_t res2, f32_size;
   // Operand type: ln_1 or ln_2, then GELU's output, then (bf16) an f32
   // gradient converted for the products; or the head's lnf, then (bf16) its
@@ -156,54 +154,34 @@ struct PhaseLayout {
   }
 };
 
-// The activations that only feed matrix products, in the products' operand
-// type Op (see layers.h); per-layer arrays are [layers][max size of one layer].
+// The activations that only feed matrix products (and GELU), in the
+// products' operand type Op (see layers.h); per-layer arrays are
+// [layers][max size of one layer]: the qkv and c_fc products' outputs
+// (attention's and GELU's inputs; a bf16 product rounds them once as it
+// writes them, as autocast keeps a linear layer's output) and attention's.
 // The LayerNorm and GELU outputs are one layer's only: the backward
 // recomputes them from the layer's inputs, which it keeps anyway (cheap,
 // elementwise, and 6 of the 16 floats a layer would keep per token and d).
 template <class Op>
 struct Operands {
-  std::vector<Op> atty;
+  std::vector<Op> qkv, atty, fch;
   std::vector<Op> attention;  // attention's per-head operand scratch, reused by every layer
   std::vector<Op> phase;      // see PhaseLayout
-  // bf16 only (f32 products read the f32 arrays as they are): attention's
-  // input per layer, and GELU's input per layer, kept in bf16 (as autocast
-  // keeps the c_fc product's output), which the GELU reads in the forward as
-  // in the backward.
-  std::vector<Op> qkv, fch;
 
   // size(vector, n) sizes each array (or only counts it: Workspace::planned_bytes).
   template <class Size>
   void lay_out(const Config& c, int seq, std::size_t BT, const PhaseLayout& phases, const Size& size) {
     const std::size_t LBT = sz(c.layers) * BT, C = sz(c.dim);
+    size(qkv, LBT * 3 * C);
     size(atty, LBT * C);
+    size(fch, LBT * 4 * C);
     size(attention, layers::attention_operand_scratch_size(seq, c.dim, c.heads));
     size(phase, phases.op_size);
-    if constexpr (!std::is_same_v<Op, float>) {
-      size(qkv, LBT * 3 * C);
-      size(fch, LBT * 4 * C);
-    }
-  }
-  // Layer l's attention input in the operand type: qkv_f32 itself for f32.
-  const Op* attention_input(const float* qkv_f32, std::size_t layer, std::size_t layer_size) const {
-    if constexpr (std::is_same_v<Op, float>) {
-      return qkv_f32;
-    } else {
-      return qkv.data() + layer * layer_size;
-    }
-  }
-  // Layer l's GELU input as kept: fch_f32 itself for f32.
-  const Op* gelu_input(const float* fch_f32, std::size_t layer, std::size_t layer_size) const {
-    if constexpr (std::is_same_v<Op, float>) {
-      return fch_f32;
-    } else {
-      return fch.data() + layer * layer_size;
-    }
   }
 
   std::size_t bytes() const {
     std::size_t n = 0;
-    for (const auto* v : {&atty, &attention, &phase, &qkv, &fch}) n += v->size();
+    for (const auto* v : {&qkv, &atty, &fch, &attention, &phase}) n += v->size();
     return n * sizeof(Op);
   }
 };
@@ -223,8 +201,7 @@ struct Workspace::Buffers {
   // MiB per lane of GPT-2 124M at 4 x 1024 tokens, which bf16's memory
   // target needs, and costs bf16 nothing measurable on small or medium; fp32
   // ran 2-5% slower with it (docs/BENCHMARKS.md, section 8).
-  std::vector<float> encoded, ln1_mean, ln1_rstd, qkv, att_lse, res2, ln2_mean, ln2_rstd, fch, res3, lnf_mean,
-      lnf_rstd;
+  std::vector<float> encoded, ln1_mean, ln1_rstd, att_lse, res2, ln2_mean, ln2_rstd, res3, lnf_mean, lnf_rstd;
   // gradients of activations, reused by every layer
   std::vector<float> dres, dsmall;
   std::vector<float> attention_scratch;  // forward and backward, reused by every layer
@@ -253,14 +230,10 @@ struct Workspace::Buffers {
     size(encoded, BT * C);
     size(ln1_mean, LBT);
     size(ln1_rstd, LBT);
-    // bf16 keeps qkv and GELU's input in bf16 (Operands); their f32
-    // products are one layer's only, in the phase array (see product_of)
-    size(qkv, p == Precision::bf16 ? 0 : LBT * 3 * C);
     size(att_lse, L * layers::attention_kept_size(batch, seq, c.heads));
     size(res2, recomputes_res2() ? 0 : LBT * C);
     size(ln2_mean, LBT);
     size(ln2_rstd, LBT);
-    size(fch, p == Precision::bf16 ? 0 : LBT * 4 * C);
     size(res3, LBT * C);
     size(lnf_mean, BT);
     size(lnf_rstd, BT);
@@ -277,15 +250,6 @@ struct Workspace::Buffers {
     size(targets, BT);
   }
 
-  // Layer l's f32 qkv and c_fc products. bf16 workspaces keep the layers'
-  // values in bf16 (Operands) and these f32 products one at a time, at the
-  // start of the phase array: a layer's qkv is converted before its c_fc product.
-  float* qkv_of(std::size_t layer) {
-    return precision == Precision::bf16 ? phase.data() : qkv.data() + layer * max_bt * 3 * sz(cfg.dim);
-  }
-  float* fch_of(std::size_t layer) {
-    return precision == Precision::bf16 ? phase.data() : fch.data() + layer * max_bt * 4 * sz(cfg.dim);
-  }
   // The phase array's parts (PhaseLayout).
   float* dbig() { return phase.data(); }
   bool recomputes_res2() const { return precision == Precision::bf16; }
@@ -315,8 +279,8 @@ struct Workspace::Buffers {
 
   std::size_t bytes() const {
     std::size_t n = 0;
-    for (const auto* v : {&encoded, &ln1_mean, &ln1_rstd, &qkv, &att_lse, &res2, &ln2_mean, &ln2_rstd, &fch, &res3,
-                          &lnf_mean, &lnf_rstd, &dres, &dsmall, &attention_scratch, &phase})
+    for (const auto* v : {&encoded, &ln1_mean, &ln1_rstd, &att_lse, &res2, &ln2_mean, &ln2_rstd, &res3, &lnf_mean,
+                          &lnf_rstd, &dres, &dsmall, &attention_scratch, &phase})
       n += v->size() * sizeof(float);
     return n + f32.bytes() + bf16.bytes() + (tokens.size() + targets.size()) * sizeof(std::int32_t);
   }
@@ -427,26 +391,22 @@ float forward_pass(const ParamLayout& layout, const float* params, const Op* mat
     const ParamLayout::Block& p = layout.block(l);
     const std::size_t L = sz(l);
     Op* ln = w.ln<Op>();  // ln_1's output, then ln_2's
-    float* qkv = w.qkv_of(L);
+    Op* qkv = op.qkv.data() + L * act * 3;
     Op* atty = op.atty.data() + L * act;
     float* res2 = w.res2_of(L);
-    float* fch = w.fch_of(L);
+    Op* fch = op.fch.data() + L * act * 4;
     Op* fch_gelu = w.fch_gelu<Op>();
     float* res3 = w.res3.data() + L * act;
     layers::layernorm_forward(ln, w.ln1_mean.data() + L * stats, w.ln1_rstd.data() + L * stats, residual,
                               params + p.ln1_w, params + p.ln1_b, N, C);
-    layers::matmul_forward(qkv, ln, mats + p.attn_w, params + p.attn_b, nullptr, N, C, 3 * C);
-    if constexpr (!std::is_same_v<Op, float>) layers::as_operand(qkv, op.qkv.data() + L * act * 3, sz(N) * 3 * sz(C));
-    const Op* attention_input = op.attention_input(qkv, L, act * 3);
+    layers::matmul_forward_operand(qkv, ln, mats + p.attn_w, params + p.attn_b, N, C, 3 * C);
     layers::attention_forward(atty, w.att_lse.data() + L * lse_stride, w.attention_scratch.data(),
-                              op.attention.data(), attention_input, B, T, C, NH);
+                              op.attention.data(), qkv, B, T, C, NH);
     layers::matmul_forward(res2, atty, mats + p.attn_proj_w, params + p.attn_proj_b, residual, N, C, C);
     layers::layernorm_forward(ln, w.ln2_mean.data() + L * stats, w.ln2_rstd.data() + L * stats, res2,
                               params + p.ln2_w, params + p.ln2_b, N, C);
-    layers::matmul_forward(fch, ln, mats + p.fc_w, params + p.fc_b, nullptr, N, C, 4 * C);
-    if constexpr (!std::is_same_v<Op, float>) layers::as_operand(fch, op.fch.data() + L * act * 4, sz(N) * 4 * sz(C));
-    // GELU reads the values the backward will recompute it from (bf16: the kept copy).
-    layers::gelu_forward(fch_gelu, op.gelu_input(fch, L, act * 4), sz(N) * 4 * sz(C));
+    layers::matmul_forward_operand(fch, ln, mats + p.fc_w, params + p.fc_b, N, C, 4 * C);
+    layers::gelu_forward(fch_gelu, fch, sz(N) * 4 * sz(C));
     layers::matmul_forward(res3, fch_gelu, mats + p.fc_proj_w, params + p.fc_proj_b, res2, N, 4 * C, C);
     residual = res3;
   }
@@ -533,10 +493,10 @@ void backward_pass(const ParamLayout& layout, const float* params, const Op* mat
     const ParamLayout::Block& p = layout.block(l);
     const std::size_t L = sz(l);
     const float* residual = l == 0 ? w.encoded.data() : w.res3.data() + (L - 1) * act;
-    const float* qkv = w.qkv_of(L);
+    const Op* qkv = op.qkv.data() + L * act * 3;
     const Op* atty = op.atty.data() + L * act;
     float* res2 = w.res2_of(L);
-    const Op* gelu_input = op.gelu_input(w.fch_of(L), L, act * 4);
+    const Op* gelu_input = op.fch.data() + L * act * 4;
     float* ln1_mean = w.ln1_mean.data() + L * stats, *ln1_rstd = w.ln1_rstd.data() + L * stats;
     float* ln2_mean = w.ln2_mean.data() + L * stats, *ln2_rstd = w.ln2_rstd.data() + L * stats;
     Op* ln = w.ln<Op>();
@@ -561,7 +521,7 @@ void backward_pass(const ParamLayout& layout, const float* params, const Op* mat
     layers::matmul_backward(dsmall, grad + p.attn_proj_w, grad + p.attn_proj_b, dres, operand(dres, small), atty,
                             mats + p.attn_proj_w, N, C, C, acc);
     layers::attention_backward(dbig, w.attention_scratch.data(), op.attention.data(), operand(dsmall, small),
-                               op.attention_input(qkv, L, act * 3), w.att_lse.data() + L * lse_stride, B, T, C, NH);
+                               qkv, w.att_lse.data() + L * lse_stride, B, T, C, NH);
     layers::layernorm_forward(ln, ln1_mean, ln1_rstd, residual, params + p.ln1_w, params + p.ln1_b, N, C);
     layers::matmul_backward(dsmall, grad + p.attn_w, grad + p.attn_b, dbig, operand(dbig, 3 * small), ln,
                             mats + p.attn_w, N, C, 3 * C, acc);

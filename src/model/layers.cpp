@@ -272,6 +272,17 @@ void matmul_forward(float* out, const Op* inp, const Op* weight, const float* bi
 }
 
 template <class Op>
+void matmul_forward_operand(Op* out, const Op* inp, const Op* weight, const float* bias, int N, int C, int OC) {
+  if constexpr (std::is_same_v<Op, float>) {
+    matmul_forward(out, inp, weight, bias, nullptr, N, C, OC);
+  } else {
+    const PhaseScope scope(Phase::matmul);
+    const GemmShape s{.m = N, .n = OC, .k = C, .lda = C, .ldb = OC, .ldc = OC};
+    kernels::gemm_bf16_rounded(s, inp, weight, bias, out);
+  }
+}
+
+template <class Op>
 void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const Op* dout_operand,
                      const Op* inp, const Op* weight, int N, int C, int OC, bool accumulate) {
   const PhaseScope scope(Phase::other);
@@ -500,6 +511,8 @@ template void layernorm_forward(float*, float*, float*, const float*, const floa
 template void layernorm_forward(bf16*, float*, float*, const float*, const float*, const float*, int, int);
 template void matmul_forward(float*, const float*, const float*, const float*, const float*, int, int, int);
 template void matmul_forward(float*, const bf16*, const bf16*, const float*, const float*, int, int, int);
+template void matmul_forward_operand(float*, const float*, const float*, const float*, int, int, int);
+template void matmul_forward_operand(bf16*, const bf16*, const bf16*, const float*, int, int, int);
 template void matmul_backward(float*, float*, float*, const float*, const float*, const float*, const float*, int,
                               int, int, bool);
 template void matmul_backward(float*, float*, float*, const float*, const bf16*, const bf16*, const bf16*, int, int,

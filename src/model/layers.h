@@ -49,6 +49,12 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
 template <class Op>
 void matmul_forward(float* out, const Op* inp, const Op* weight, const float* bias,
                     const float* residual, int N, int C, int OC);
+// inp (N,C) @ weight [C,OC] + bias (OC) -> out (N,OC) in the operand type,
+// for an output that only feeds products (and GELU): qkv, c_fc. bf16 is
+// rounded once as the product writes it (kernels::gemm_bf16_rounded), with
+// no f32 array written and converted.
+template <class Op>
+void matmul_forward_operand(Op* out, const Op* inp, const Op* weight, const float* bias, int N, int C, int OC);
 // dout (N,OC) -> dinp (N,C) = dout @ weight^T, dweight [C,OC], dbias (OC).
 // dout_operand: dout in the operand type (as_operand), for the products;
 // the bias gradient sums the f32 dout.

@@ -267,6 +267,42 @@ TEST(GemmBf16, MatchesTheNaiveOracleOnOddShapesAllTransposesAlphaBetaAndPadding)
   }
 }
 
+// The bf16-result product (with and without a bias row) against the oracle on
+// the same operands: equal up to the accumulation order, which may move a
+// sum across a rounding boundary (one bf16 step of the result); C's padding
+// past each row's width survives.
+TEST(GemmBf16, RoundedResultWithBiasMatchesTheNaiveOracle) {
+  SKIP_WITHOUT_NATIVE_BF16();
+  struct Dims { int m, n, k; };
+  const Dims dims[] = {{1, 1, 1}, {7, 5, 3}, {33, 17, 65}, {129, 31, 257}, {128, 768, 256}};
+  unsigned seed = 300;
+  for (const Dims& d : dims) {
+    for (int trans = 0; trans < 4; ++trans) {
+      for (bool with_bias : {false, true}) {
+        const Matrices p = make_problem(trans & 1, trans & 2, d.m, d.n, d.k, 1.0f, 0.0f, 3, seed++);
+        SCOPED_TRACE(describe(p.shape) + (with_bias ? " with bias" : ""));
+        const std::vector<k::bf16> a = rounded(p.a), b = rounded(p.b), padding = rounded(p.c);
+        const std::vector<float> bias = make_problem(false, false, 1, d.n, 1, 1.0f, 0.0f, 0, seed++).b;  // 1 x n
+        std::vector<k::bf16> expected = padding, got = padding;
+        k::gemm_bf16_rounded_naive(p.shape, a.data(), b.data(), with_bias ? bias.data() : nullptr, expected.data());
+        k::gemm_bf16_rounded(p.shape, a.data(), b.data(), with_bias ? bias.data() : nullptr, got.data());
+        for (std::size_t i = 0; i < expected.size(); ++i) {
+          const float e = k::to_float(expected[i]), g = k::to_float(got[i]);
+          ASSERT_NEAR(g, e, tolerance(p.shape) + 0x1p-7f * std::fabs(e)) << "element " << i;  // >= one bf16 step
+        }
+        for (std::size_t i = 0; i < got.size(); ++i) {
+          if (static_cast<int>(i % static_cast<std::size_t>(p.shape.ldc)) >= d.n) {
+            ASSERT_EQ(k::to_float(got[i]), k::to_float(padding[i])) << "padding element " << i;
+          }
+        }
+      }
+    }
+  }
+  k::GemmShape scaled = make_problem(false, false, 2, 2, 2, 0.5f, 0.0f, 0, 1).shape;
+  std::vector<k::bf16> two(4, k::to_bf16(1.0f)), out(4);
+  EXPECT_THROW(k::gemm_bf16_rounded(scaled, two.data(), two.data(), nullptr, out.data()), std::invalid_argument);
+}
+
 // Against the f32 product of the unrounded operands: within what rounding
 // each operand to 8 significant bits allows (relative 2^-8 per operand).
 TEST(GemmBf16, IsWithinBf16RoundingOfTheFloatProduct) {
