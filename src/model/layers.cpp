@@ -33,32 +33,6 @@ constexpr int kLogitsChunkFloats = 1 << 25;
 // flags, and the order is fixed (deterministic).
 constexpr int kLanes = 8;
 
-float sum(const float* x, int n) {
-  float acc[kLanes] = {};
-  int i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int j = 0; j < kLanes; ++j) acc[j] += x[i + j];
-  float total = 0.0f;
-  for (int j = 0; j < kLanes; ++j) total += acc[j];
-  for (; i < n; ++i) total += x[i];
-  return total;
-}
-
-
-float centered_sum_squares(const float* x, float mean, int n) {
-  float acc[kLanes] = {};
-  int i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int j = 0; j < kLanes; ++j) {
-      const float d = x[i + j] - mean;
-      acc[j] += d * d;
-    }
-  float total = 0.0f;
-  for (int j = 0; j < kLanes; ++j) total += acc[j];
-  for (; i < n; ++i) total += (x[i] - mean) * (x[i] - mean);
-  return total;
-}
-
 // dst (OC) += sum of the N rows of src (N,OC), or = when !accumulate.
 void add_column_sums(float* dst, const float* src, int N, int OC, bool accumulate) {
   if (!accumulate) std::fill(dst, dst + OC, 0.0f);
@@ -194,15 +168,15 @@ template <class Op>
 void layernorm_forward(Op* out, float* mean, float* rstd, const float* inp, const float* weight,
                        const float* bias, int N, int C) {
   const PhaseScope scope(Phase::layernorm);
+  const auto& mk = detail::model_kernels();
   for (int n = 0; n < N; ++n) {
     const float* x = inp + static_cast<std::size_t>(n) * C;
-    Op* o = out + static_cast<std::size_t>(n) * C;
-    const float m = sum(x, C) / static_cast<float>(C);
-    const float var = centered_sum_squares(x, m, C) / static_cast<float>(C);
-    const float s = 1.0f / std::sqrt(var + kLayerNormEps);
-    write_in_chunks(o, static_cast<std::size_t>(C), [&](float* y, std::size_t c0, std::size_t count) {
-      for (std::size_t c = 0; c < count; ++c) y[c] = (x[c0 + c] - m) * s * weight[c0 + c] + bias[c0 + c];
-    });
+    float m = 0.0f, s = 0.0f;
+    mk.layernorm_stats(x, static_cast<std::size_t>(C), kLayerNormEps, &m, &s);
+    write_in_chunks(out + static_cast<std::size_t>(n) * C, static_cast<std::size_t>(C),
+                    [&](float* y, std::size_t c0, std::size_t count) {
+                      mk.layernorm_apply(y, x + c0, m, s, weight + c0, bias + c0, count);
+                    });
     mean[n] = m;
     rstd[n] = s;
   }
@@ -212,42 +186,15 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
                         const float* inp, const float* weight, const float* mean,
                         const float* rstd, int N, int C, bool accumulate) {
   const PhaseScope scope(Phase::layernorm);
+  const auto& mk = detail::model_kernels();
   if (!accumulate) {
     std::fill(dweight, dweight + C, 0.0f);
     std::fill(dbias, dbias + C, 0.0f);
   }
   for (int n = 0; n < N; ++n) {
     const std::size_t row = static_cast<std::size_t>(n) * C;
-    const float* x = inp + row;
-    const float* d = dout + row;
-    float* di = dinp + row;
-    const float m = mean[n], s = rstd[n];
-    // mean of dnorm = d*w and of dnorm*norm, norm = (x - m) * s
-    float acc1[kLanes] = {}, acc2[kLanes] = {};
-    int c = 0;
-    for (; c + kLanes <= C; c += kLanes)
-      for (int j = 0; j < kLanes; ++j) {
-        const float dn = d[c + j] * weight[c + j];
-        acc1[j] += dn;
-        acc2[j] += dn * (x[c + j] - m);
-      }
-    float dnorm_sum = 0.0f, dnorm_norm_sum = 0.0f;
-    for (int j = 0; j < kLanes; ++j) {
-      dnorm_sum += acc1[j];
-      dnorm_norm_sum += acc2[j];
-    }
-    for (; c < C; ++c) {
-      dnorm_sum += d[c] * weight[c];
-      dnorm_norm_sum += d[c] * weight[c] * (x[c] - m);
-    }
-    const float dnorm_mean = dnorm_sum / static_cast<float>(C);
-    const float dnorm_norm_mean = dnorm_norm_sum * s / static_cast<float>(C);
-    for (c = 0; c < C; ++c) {
-      const float norm = (x[c] - m) * s;
-      dbias[c] += d[c];
-      dweight[c] += norm * d[c];
-      di[c] += (d[c] * weight[c] - dnorm_mean - norm * dnorm_norm_mean) * s;
-    }
+    mk.layernorm_backward(dinp + row, dweight, dbias, dout + row, inp + row, weight, mean[n], rstd[n],
+                          static_cast<std::size_t>(C));
   }
 }
 

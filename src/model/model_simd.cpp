@@ -98,8 +98,98 @@ float Max(const float* HWY_RESTRICT x, std::size_t n) {
   return best;
 }
 
+// sum over i of term(i), a vector of lanes at a time in two accumulators,
+// then scalar_term(i) for the tail.
+template <class Term, class ScalarTerm>
+HWY_INLINE float RowSum(DF d, std::size_t n, const Term& term, const ScalarTerm& scalar_term) {
+  const std::size_t N = hn::Lanes(d);
+  VF acc0 = hn::Zero(d), acc1 = hn::Zero(d);
+  std::size_t i = 0;
+  for (; i + 2 * N <= n; i += 2 * N) {
+    acc0 = hn::Add(acc0, term(i));
+    acc1 = hn::Add(acc1, term(i + N));
+  }
+  if (i + N <= n) {
+    acc0 = hn::Add(acc0, term(i));
+    i += N;
+  }
+  float total = hn::GetLane(hn::SumOfLanes(d, hn::Add(acc0, acc1)));
+  for (; i < n; ++i) total += scalar_term(i);
+  return total;
+}
+
+void LayernormStats(const float* HWY_RESTRICT x, std::size_t n, float eps, float* mean, float* rstd) {
+  const DF d;
+  const float m = RowSum(d, n, [&](std::size_t i) { return hn::LoadU(d, x + i); },
+                         [&](std::size_t i) { return x[i]; }) /
+                  static_cast<float>(n);
+  const VF vm = hn::Set(d, m);
+  const float css = RowSum(
+      d, n,
+      [&](std::size_t i) {
+        const VF c = hn::Sub(hn::LoadU(d, x + i), vm);
+        return hn::Mul(c, c);
+      },
+      [&](std::size_t i) { return (x[i] - m) * (x[i] - m); });
+  *mean = m;
+  *rstd = 1.0f / std::sqrt(css / static_cast<float>(n) + eps);
+}
+
+void LayernormApply(float* HWY_RESTRICT y, const float* HWY_RESTRICT x, float mean, float rstd,
+                    const float* HWY_RESTRICT w, const float* HWY_RESTRICT b, std::size_t n) {
+  const DF d;
+  const std::size_t N = hn::Lanes(d);
+  const VF vm = hn::Set(d, mean), vs = hn::Set(d, rstd);
+  std::size_t i = 0;
+  for (; i + N <= n; i += N) {
+    const VF norm = hn::Mul(hn::Sub(hn::LoadU(d, x + i), vm), vs);
+    hn::StoreU(hn::MulAdd(norm, hn::LoadU(d, w + i), hn::LoadU(d, b + i)), d, y + i);
+  }
+  if (i < n) scalar_model_kernels().layernorm_apply(y + i, x + i, mean, rstd, w + i, b + i, n - i);
+}
+
+void LayernormBackward(float* HWY_RESTRICT dx, float* HWY_RESTRICT dw, float* HWY_RESTRICT db,
+                       const float* HWY_RESTRICT dout, const float* HWY_RESTRICT x, const float* HWY_RESTRICT w,
+                       float mean, float rstd, std::size_t n) {
+  const DF d;
+  const std::size_t N = hn::Lanes(d);
+  const VF vm = hn::Set(d, mean), vs = hn::Set(d, rstd);
+  const float inv_n = 1.0f / static_cast<float>(n);
+  // means of dnorm = dout * w and of dnorm * norm, norm = (x - mean) * rstd
+  const float dnorm_mean =
+      RowSum(d, n, [&](std::size_t i) { return hn::Mul(hn::LoadU(d, dout + i), hn::LoadU(d, w + i)); },
+             [&](std::size_t i) { return dout[i] * w[i]; }) *
+      inv_n;
+  const float dnorm_norm_mean =
+      RowSum(
+          d, n,
+          [&](std::size_t i) {
+            return hn::Mul(hn::Mul(hn::LoadU(d, dout + i), hn::LoadU(d, w + i)), hn::Sub(hn::LoadU(d, x + i), vm));
+          },
+          [&](std::size_t i) { return dout[i] * w[i] * (x[i] - mean); }) *
+      rstd * inv_n;
+  const VF vdm = hn::Set(d, dnorm_mean), vdnm = hn::Set(d, dnorm_norm_mean);
+  std::size_t i = 0;
+  for (; i + N <= n; i += N) {
+    const VF g = hn::LoadU(d, dout + i);
+    const VF norm = hn::Mul(hn::Sub(hn::LoadU(d, x + i), vm), vs);
+    hn::StoreU(hn::Add(hn::LoadU(d, db + i), g), d, db + i);
+    hn::StoreU(hn::MulAdd(norm, g, hn::LoadU(d, dw + i)), d, dw + i);
+    // (g * w - dnorm_mean - norm * dnorm_norm_mean) * rstd
+    const VF t = hn::NegMulAdd(norm, vdnm, hn::Sub(hn::Mul(g, hn::LoadU(d, w + i)), vdm));
+    hn::StoreU(hn::MulAdd(t, vs, hn::LoadU(d, dx + i)), d, dx + i);
+  }
+  for (; i < n; ++i) {
+    const float norm = (x[i] - mean) * rstd;
+    db[i] += dout[i];
+    dw[i] += norm * dout[i];
+    dx[i] += (dout[i] * w[i] - dnorm_mean - norm * dnorm_norm_mean) * rstd;
+  }
+}
+
 const ModelKernels* Table() {
-  static const ModelKernels table{GeluForward, GeluBackward, ExpShiftSum, Max};
+  static const ModelKernels table{GeluForward,    GeluBackward,   ExpShiftSum,      Max,
+                                  LayernormStats, LayernormApply, LayernormBackward};
   return &table;
 }
 

@@ -319,6 +319,24 @@ TEST(ModelKernels, EveryTargetMatchesScalar) {
       const float sa = simd->exp_shift_sum(ea.data(), 2.0f, n), sb = scalar.exp_shift_sum(eb.data(), 2.0f, n);
       EXPECT_NEAR(sa, sb, 1e-5f * sb);
       for (std::size_t i = 0; i < n; ++i) ASSERT_NEAR(ea[i], eb[i], 1e-6f * eb[i]) << i;
+      // LayerNorm's row kernels (summation order and FMA differ: close, not equal)
+      const auto w = random_vector(n, 29), bias = random_vector(n, 30);
+      float ma = 0, ra = 0, mb = 0, rb = 0;
+      simd->layernorm_stats(inp.data(), n, 1e-5f, &ma, &ra);
+      scalar.layernorm_stats(inp.data(), n, 1e-5f, &mb, &rb);
+      EXPECT_NEAR(ma, mb, 1e-6f * (1.0f + std::abs(mb)));
+      EXPECT_NEAR(ra, rb, 1e-5f * rb);
+      simd->layernorm_apply(a.data(), inp.data(), mb, rb, w.data(), bias.data(), n);
+      scalar.layernorm_apply(b.data(), inp.data(), mb, rb, w.data(), bias.data(), n);
+      for (std::size_t i = 0; i < n; ++i) ASSERT_NEAR(a[i], b[i], 1e-5f * (1.0f + std::abs(b[i]))) << i;
+      std::vector<float> dx_a = dout, dw_a = w, db_a = bias, dx_b = dout, dw_b = w, db_b = bias;
+      simd->layernorm_backward(dx_a.data(), dw_a.data(), db_a.data(), dout.data(), inp.data(), w.data(), mb, rb, n);
+      scalar.layernorm_backward(dx_b.data(), dw_b.data(), db_b.data(), dout.data(), inp.data(), w.data(), mb, rb, n);
+      for (std::size_t i = 0; i < n; ++i) {
+        ASSERT_NEAR(dx_a[i], dx_b[i], 1e-5f * (1.0f + std::abs(dx_b[i]))) << i;
+        ASSERT_NEAR(dw_a[i], dw_b[i], 1e-5f * (1.0f + std::abs(dw_b[i]))) << i;
+        ASSERT_EQ(db_a[i], db_b[i]) << i;
+      }
     }
   }
 }
