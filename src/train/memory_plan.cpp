@@ -83,7 +83,8 @@ MemoryPlan plan_training_memory(const model::Config& config, std::size_t lane_ro
   // covers the runs of the memory-plan test on Zen 3 but not every shape
   // (docs/BENCHMARKS.md, section 6, has one it undercounts by 12%). bf16
   // products run on oneDNN matmul primitives instead, whose scratchpad is
-  // one per thread and under 1 MiB for GPT-2 124M's shapes.
+  // one per thread and sized by the primitive (GPT-2 124M bf16 peaks under
+  // its plan without the allowance: docs/BENCHMARKS.md, section 8).
   if (precision == model::Precision::fp32) {
     const std::size_t widest = lane_rows * static_cast<std::size_t>(seq) * 4 * config.dim;
     plan.parts.push_back({"gemm scratch", lanes, widest * sizeof(float) * 3 / 2});
