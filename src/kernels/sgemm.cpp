@@ -21,6 +21,10 @@ constexpr GemmBackend kPreference[] = {GemmBackend::onednn, GemmBackend::openbla
   return s.m >= 0 && s.n >= 0 && s.k >= 0 && s.lda >= a_cols && s.ldb >= b_cols && s.ldc >= s.n;
 }
 
+#if !CLLM_HAVE_ONEDNN
+constexpr const char* kNoOnednnForBf16 = "bf16 products need oneDNN, which this build of cllm was configured without";
+#endif
+
 }  // namespace
 
 std::string_view gemm_backend_name(GemmBackend backend) {
@@ -112,7 +116,7 @@ void gemm_bf16(const GemmShape& s, const bf16* a, const bf16* b, float* c) {
 #if CLLM_HAVE_ONEDNN
   detail::gemm_bf16_onednn(s, a, b, c);
 #else
-  throw std::invalid_argument("bf16 products need oneDNN, which this build of cllm was configured without");
+  throw std::invalid_argument(kNoOnednnForBf16);
 #endif
 }
 
@@ -126,7 +130,7 @@ void gemm_bf16_rounded(const GemmShape& s, const bf16* a, const bf16* b, const f
 #if CLLM_HAVE_ONEDNN
   detail::gemm_bf16_rounded_onednn(s, a, b, bias, c);
 #else
-  throw std::invalid_argument("bf16 products need oneDNN, which this build of cllm was configured without");
+  throw std::invalid_argument(kNoOnednnForBf16);
 #endif
 }
 

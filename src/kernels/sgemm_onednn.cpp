@@ -87,7 +87,8 @@ struct ShapeKey {
   dnnl::memory::data_type result = dnnl::memory::data_type::f32;  // of C
   bool bias = false;                                               // a bias row added before C is written
   bool operator==(const ShapeKey& o) const {
-    return operands == o.operands && result == o.result && bias == o.bias && s.trans_a == o.s.trans_a && s.trans_b == o.s.trans_b && s.m == o.s.m && s.n == o.s.n &&
+    return operands == o.operands && result == o.result && bias == o.bias && s.trans_a == o.s.trans_a &&
+           s.trans_b == o.s.trans_b && s.m == o.s.m && s.n == o.s.n &&
            s.k == o.s.k && s.lda == o.s.lda && s.ldb == o.s.ldb && s.ldc == o.s.ldc &&
            std::memcmp(&s.alpha, &o.s.alpha, sizeof(float)) == 0 &&
            std::memcmp(&s.beta, &o.s.beta, sizeof(float)) == 0;
